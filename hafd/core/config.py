@@ -1,0 +1,158 @@
+"""The typed model of hafd.yaml.
+
+Everything downstream (planner, engine, agents, daemon, CLI) reads these frozen
+dataclasses, never raw YAML, so a value that reached them has been validated once,
+in one place (`hafd.core.configload`).  Defaults live here, next to the field they
+belong to, so the reference docs and the code cannot disagree.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Mapping
+
+DEFAULT_CONFIG_PATH = "/etc/hafd/hafd.yaml"
+
+
+class OnFailure(enum.Enum):
+    RETRY = "retry"
+    HALT = "halt"
+
+
+@dataclass(frozen=True)
+class Fencing:
+    command: tuple[str, ...]
+    timeout: float = 30.0
+    on_failure: OnFailure = OnFailure.RETRY
+
+
+@dataclass(frozen=True)
+class Tiebreaker:
+    ping: str
+    interval: float = 1.0
+    timeout: float = 1.0
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    key_file: str = "/etc/hafd/authkey"
+    port: int = 694
+    interval: float = 0.025
+    deadtime: float = 0.36
+    failback: bool = False
+    state_dir: str = "/var/lib/hafd"
+    control_socket: str = "/run/hafd/hafd.sock"
+    # On SIGTERM leave resources running (so `systemctl restart hafd` does not
+    # interrupt service) unless the operator asks for a clean stop.
+    stop_resources_on_exit: bool = False
+    fencing: Fencing | None = None
+    tiebreaker: Tiebreaker | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    priority: int = 0
+    links: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Programs:
+    """Paths of the external programs hafd runs (Debian 12's locations by default)."""
+
+    drbdadm: str = "/usr/sbin/drbdadm"
+    mount: str = "/bin/mount"
+    umount: str = "/bin/umount"
+    systemctl: str = "/bin/systemctl"
+    service: str = "/usr/sbin/service"
+    ping: str = "/bin/ping"
+
+
+@dataclass(frozen=True)
+class ReadyCheck:
+    """How a `process` resource proves it is serving, instead of a fixed sleep."""
+
+    tcp_port: int | None = None
+    udp_port: int | None = None
+    file: str | None = None
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class DrbdParams:
+    resource: str
+    force: bool = False  # promote even a disk that is not UpToDate (never by default)
+
+
+@dataclass(frozen=True)
+class FilesystemParams:
+    device: str
+    directory: str
+    fstype: str | None = None
+    options: str = ""
+    kill_holders: bool = True  # as Pacemaker's Filesystem force_unmount
+
+
+@dataclass(frozen=True)
+class IpaddrParams:
+    address: str  # "10.10.101.1/24"
+    interface: str
+    arp_count: int = 3
+    arp_interval: float = 0.2
+
+
+@dataclass(frozen=True)
+class ServiceParams:
+    unit: str
+    init: str = "systemd"  # "systemd" (systemctl) or "sysv" (service SCRIPT start|stop|status)
+
+
+@dataclass(frozen=True)
+class ProcessParams:
+    command: tuple[str, ...]
+    ready: ReadyCheck | None = None
+    stop_signal: str = "TERM"
+
+
+@dataclass(frozen=True)
+class CommandParams:
+    start: tuple[str, ...]
+    stop: tuple[str, ...]
+    monitor: tuple[str, ...]
+
+
+ResourceParams = DrbdParams | FilesystemParams | IpaddrParams | ServiceParams | ProcessParams | CommandParams
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Keys common to all resource types; the type-specific ones are in `params`.
+
+    `params` is the typed, validated dataclass of the resource's type, so agents get
+    plain values and never YAML.
+    """
+
+    name: str
+    type: str
+    requires: tuple[str, ...] = ()
+    monitor_interval: float = 10.0
+    timeout: float = 20.0
+    migration_threshold: int = 3
+    failure_timeout: float = 300.0
+    params: ResourceParams | None = None
+    line: int = 0  # where the resource is defined, for messages
+
+
+@dataclass(frozen=True)
+class Config:
+    cluster: Cluster
+    nodes: Mapping[str, Node]
+    resources: Mapping[str, Resource]
+    programs: Programs = Programs()
+    path: str = DEFAULT_CONFIG_PATH
+    local_node: str | None = None
+
+    def peers(self) -> list[Node]:
+        return [n for name, n in self.nodes.items() if name != self.local_node]
