@@ -153,6 +153,8 @@ class Config:
     programs: Programs = Programs()
     path: str = DEFAULT_CONFIG_PATH
     local_node: str | None = None
+    # Legal but risky settings ("file:line: path: message"), for the daemon and `hafctl check` to show.
+    warnings: tuple[str, ...] = ()
 
     def peers(self) -> list[Node]:
         return [n for name, n in self.nodes.items() if name != self.local_node]
