@@ -5,11 +5,13 @@ Sending on a real interface and capturing on the peer is tested in test_agent_ip
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
 
-from hafd.io.garp import FRAME_LEN, format_mac, garp_frame, parse_mac, read_sys_mac
+from hafd.io.garp import FRAME_LEN, GarpSender, format_mac, garp_frame, parse_mac, read_sys_mac
 
 MAC = bytes.fromhex("525400123456")
 
@@ -75,3 +77,18 @@ def test_read_sys_mac(tmp_path: Path) -> None:
         read_sys_mac("../eth2", sysfs=str(tmp_path))
     with pytest.raises(FileNotFoundError):
         read_sys_mac("eth9", sysfs=str(tmp_path))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="packet sockets need CAP_NET_RAW")
+def test_sender_reports_a_missing_interface_and_survives_it() -> None:
+    # Nothing leaves the host: the interface does not exist.  Sending on a real
+    # interface is tested (captured on the peer) in test_agent_ipaddr.py.
+    sender = GarpSender()
+    try:
+        for _ in range(2):  # the socket stays usable after a failed send
+            with pytest.raises(OSError) as ei:
+                sender("hafdt-none0", garp_frame(MAC, "10.10.101.1"))
+            assert ei.value.errno == errno.ENODEV
+    finally:
+        sender.close()
+    sender.close()  # idempotent
