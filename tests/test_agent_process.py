@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator
 
 import pytest
 from structlog.testing import capture_logs
@@ -314,7 +314,9 @@ async def test_pid_file_pointing_at_a_zombie(bed: Bed) -> None:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
     bed.state_dir.mkdir()
-    (bed.state_dir / "svc.pid").write_text(json.dumps({"pid": z.pid, "starttime": read_stat(z.pid)[1], "argv": []}))  # type: ignore[index]
+    st = read_stat(z.pid)
+    assert st is not None
+    (bed.state_dir / "svc.pid").write_text(json.dumps({"pid": z.pid, "starttime": st[1], "argv": []}))
     assert (await bed.agent("true").monitor()).health is Health.STOPPED
 
 
