@@ -39,7 +39,7 @@ WRITE_TIMEOUT = 5.0
 MAX_CONNECTIONS = 32  # more than any operator needs; bounds what a runaway script can hold open
 
 
-class ControlSocketError(Exception):
+class ControlSocketError(RuntimeError):
     """The socket cannot be set up (another hafd answers, the path is not a socket...)."""
 
 

@@ -1,0 +1,356 @@
+"""hafctl: the operator's command line for hafd.
+
+It speaks only the control-socket protocol (`hafd.protocol`) to a running daemon,
+plus two offline commands (check-config, keygen).  argparse from the stdlib is
+enough for a dozen subcommands; click/typer would add a dependency, RSS and start-up
+time to a tool run from scripts and monitoring checks.  The client is a plain
+blocking socket (no asyncio import) for the same reason.
+
+Exit codes (stable, for scripts):
+  0  ok
+  1  the daemon answered with an error, or the configuration is invalid
+  2  usage error (bad arguments)
+  3  hafd is not running (no socket, or nothing listens on it)
+  4  permission denied (connecting to the socket, or refused by the daemon)
+  5  protocol error or timeout while talking to the daemon
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import secrets
+import socket
+import sys
+import time
+from typing import Any, Mapping, NoReturn, Sequence
+
+from hafd import protocol
+from hafd.core.config import DEFAULT_CONFIG_PATH
+
+DEFAULT_SOCKET = "/run/hafd/hafd.sock"
+DEFAULT_KEY_FILE = "/etc/hafd/authkey"
+STATUS_TIMEOUT = 5.0
+# standby/failover may answer only once resources have moved: allow a real failover.
+COMMAND_TIMEOUT = 120.0
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+EXIT_PERMISSION = 4
+EXIT_PROTOCOL = 5
+
+EPILOG = """\
+exit status:
+  0  ok
+  1  the daemon answered with an error, or the configuration is invalid
+  2  usage error
+  3  hafd is not running (no socket, or nothing listens on it)
+  4  permission denied (run as root)
+  5  protocol error or timeout while talking to hafd
+"""
+
+
+class ClientError(Exception):
+    """A failure talking to the daemon, with the exit code it maps to."""
+
+    def __init__(self, exit_code: int, message: str, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.message = message
+        self.code = code  # the daemon's error code, when it answered with one
+        self.details = details
+
+    def detail_lines(self) -> list[str]:
+        """The daemon's details, one per line, without repeating what the message says."""
+        if self.details is None:
+            return []
+        if isinstance(self.details, Mapping):
+            items = [f"{k}: {_plain(v)}" for k, v in self.details.items()]
+        elif isinstance(self.details, list):
+            items = [_plain(v) for v in self.details]
+        else:
+            items = [_plain(self.details)]
+        return [f"  {item}" for item in items if item not in self.message]
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
+    return json.dumps(value, default=str)
+
+
+def call(socket_path: str, command: str, args: Mapping[str, Any] | None = None, *, timeout: float = 5.0) -> dict:
+    """Send one command to hafd and return its result, or raise `ClientError`."""
+    try:
+        request = protocol.encode_request(command, args)
+    except protocol.ProtocolError as exc:
+        raise ClientError(EXIT_USAGE, exc.message, exc.code) from None
+    deadline = time.monotonic() + timeout
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(socket_path)
+        except FileNotFoundError:
+            raise ClientError(EXIT_NOT_RUNNING, f"hafd is not running (no socket at {socket_path})") from None
+        except ConnectionRefusedError:
+            raise ClientError(
+                EXIT_NOT_RUNNING, f"hafd is not running (nothing listens on {socket_path})"
+            ) from None
+        except PermissionError:
+            raise ClientError(EXIT_PERMISSION, f"permission denied on {socket_path} (run as root)") from None
+        except TimeoutError:
+            raise ClientError(EXIT_PROTOCOL, f"timed out connecting to {socket_path}") from None
+        except OSError as exc:
+            if exc.errno == errno.ENOTSOCK or exc.errno == errno.ENOTDIR:
+                raise ClientError(EXIT_NOT_RUNNING, f"hafd is not running ({socket_path} is not a socket)") from None
+            raise ClientError(EXIT_PROTOCOL, f"cannot connect to {socket_path}: {exc.strerror}") from None
+        data = _exchange(sock, request, deadline, socket_path)
+    finally:
+        sock.close()
+    try:
+        response = protocol.decode_response(data)
+    except protocol.ProtocolError as exc:
+        raise ClientError(EXIT_PROTOCOL, f"unexpected answer from hafd: {exc.message}") from None
+    if response.error is not None:
+        err = response.error
+        exit_code = EXIT_PERMISSION if err.code == protocol.ErrorCode.PERMISSION_DENIED else EXIT_ERROR
+        raise ClientError(exit_code, err.message, err.code, err.details)
+    return dict(response.result or {})
+
+
+def _exchange(sock: socket.socket, request: bytes, deadline: float, path: str) -> bytes:
+    try:
+        try:
+            sock.sendall(request)
+            sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon answered early (refused, too long): its answer is still readable
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock.settimeout(remaining)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if chunk.endswith(b"\n"):
+                break
+            if size > protocol.MAX_RESPONSE:
+                raise ClientError(EXIT_PROTOCOL, f"answer from hafd is too long (over {protocol.MAX_RESPONSE} bytes)")
+    except TimeoutError:
+        raise ClientError(EXIT_PROTOCOL, f"timed out waiting for hafd on {path}") from None
+    except ConnectionResetError:
+        if not chunks:
+            raise ClientError(EXIT_PROTOCOL, f"hafd closed the connection on {path} without answering") from None
+    except OSError as exc:
+        raise ClientError(EXIT_PROTOCOL, f"error talking to hafd on {path}: {exc.strerror or exc}") from None
+    if not chunks:
+        raise ClientError(EXIT_PROTOCOL, f"hafd closed the connection on {path} without answering")
+    return b"".join(chunks)
+
+
+# --- configuration ------------------------------------------------------------------
+
+
+def _load_config(path: str) -> Any:
+    from hafd.core.configload import load_config  # imported late: YAML only when needed
+
+    return load_config(path)
+
+
+def _from_config(path: str, attr: str, default: str) -> tuple[str, str | None]:
+    """A cluster setting from the config file, or `default` and why it was not read."""
+    try:
+        cfg = _load_config(path)
+        return str(getattr(cfg.cluster, attr)), None
+    except Exception as exc:  # unreadable, invalid, or configload missing: use the default
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if path not in first:
+            first = f"{path}: {first}"
+        return default, f"{first}; used the default {default}"
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    raise ClientError(code, message)
+
+
+def cmd_daemon(ns: argparse.Namespace) -> int:
+    socket_path, note = (ns.socket, None) if ns.socket else _from_config(ns.config, "control_socket", DEFAULT_SOCKET)
+    args: dict[str, str] = {}
+    for key in protocol.COMMANDS[ns.command]:
+        value = getattr(ns, key, None)
+        if value is not None:
+            args[key] = value
+    timeout = ns.timeout or (STATUS_TIMEOUT if ns.command == "status" else COMMAND_TIMEOUT)
+    try:
+        result = call(socket_path, ns.command, args, timeout=timeout)
+    except ClientError as exc:
+        if note and exc.exit_code == EXIT_NOT_RUNNING:
+            exc.message += f" [{note}]"
+        raise
+    if ns.command == "status":
+        if ns.json:
+            print(json.dumps(result, indent=2))
+        else:
+            from hafd.render import render_status
+
+            print(render_status(result, time.time()))
+    elif isinstance(result.get("message"), str):
+        print(result["message"])
+    else:
+        print(f"{ns.command}: ok")
+        for key, value in result.items():
+            print(f"  {key}: {_plain(value)}")
+    return EXIT_OK
+
+
+def cmd_check_config(ns: argparse.Namespace) -> int:
+    path = ns.path or ns.config
+    try:
+        from hafd.core.configload import ConfigError
+    except ImportError as exc:
+        _fail(f"check-config is unavailable in this build: {exc}", EXIT_ERROR)
+    try:
+        cfg = _load_config(path)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(line, file=sys.stderr)
+        issues = getattr(exc, "issues", None) or str(exc).splitlines()
+        _fail(f"{path}: invalid ({len(issues)} error{'s' if len(issues) != 1 else ''})", EXIT_ERROR)
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror or exc}", EXIT_ERROR)
+    print(f"{path}: OK")
+    for warning in getattr(cfg, "warnings", ()) or ():
+        print(f"warning: {warning}")
+    return EXIT_OK
+
+
+def write_key(path: str, *, force: bool = False) -> None:
+    """Write a new random key (64 hex chars + newline), mode 0600, atomically.
+
+    The key is complete on disk before it gets its name (temp file, fsync, then link
+    or rename), so a crash never leaves a short key; without `force` os.link refuses
+    an existing file even against a race.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        _fail(f"directory {directory} does not exist (create it first)", EXIT_ERROR)
+    if os.path.lexists(path) and not force:
+        _fail(f"{path} already exists; not overwriting a key (use --force to replace it)", EXIT_ERROR)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        denied = exc.errno in (errno.EACCES, errno.EPERM)
+        _fail(f"cannot create a file in {directory}: {exc.strerror}", EXIT_PERMISSION if denied else EXIT_ERROR)
+    try:
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, (secrets.token_hex(32) + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                _fail(f"{path} already exists; not overwriting a key (use --force to replace it)", EXIT_ERROR)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def cmd_keygen(ns: argparse.Namespace) -> int:
+    path = ns.path or _from_config(ns.config, "key_file", DEFAULT_KEY_FILE)[0]
+    write_key(path, force=ns.force)
+    print(f"wrote a new key to {path} (mode 0600); copy it to every node of the cluster")
+    return EXIT_OK
+
+
+# --- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hafctl",
+        description="Control and inspect hafd, the failover daemon.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, metavar="PATH", help="hafd.yaml (default: %(default)s)")
+    parser.add_argument(
+        "--socket", metavar="PATH", help=f"control socket (default: cluster.control_socket, else {DEFAULT_SOCKET})"
+    )
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="how long to wait for hafd")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("status", help="what runs where, and why")
+    p.add_argument("--json", action="store_true", help="the daemon's status as JSON")
+    p.set_defaults(func=cmd_daemon)
+    for name, verb in (("standby", "stop running resources on"), ("unstandby", "allow resources again on")):
+        p = sub.add_parser(name, help=f"{verb} a node (default: this node)")
+        p.add_argument("node", nargs="?", help="node name (default: this node)")
+        p.set_defaults(func=cmd_daemon)
+    p = sub.add_parser("cleanup", help="forget failure counts and errors (of one resource, or all)")
+    p.add_argument("resource", nargs="?", help="resource name (default: all)")
+    p.set_defaults(func=cmd_daemon)
+    p = sub.add_parser("reload", help="re-read the configuration file")
+    p.set_defaults(func=cmd_daemon)
+    p = sub.add_parser("failover", help="move the service to the other node")
+    p.add_argument("--to", metavar="NODE", help="target node (default: the peer)")
+    p.set_defaults(func=cmd_daemon)
+    p = sub.add_parser("check-config", help="validate a configuration file offline")
+    p.add_argument("path", nargs="?", metavar="PATH", help="file to check (default: --config)")
+    p.set_defaults(func=cmd_check_config)
+    p = sub.add_parser("keygen", help="write a new cluster key (mode 0600)")
+    p.add_argument("path", nargs="?", metavar="PATH", help=f"key file (default: cluster.key_file, else {DEFAULT_KEY_FILE})")
+    p.add_argument("--force", action="store_true", help="replace an existing key")
+    p.set_defaults(func=cmd_keygen)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return int(ns.func(ns))
+    except ClientError as exc:
+        if exc.exit_code == EXIT_USAGE:
+            parser.error(exc.message)
+        if exc.code and exc.exit_code == EXIT_ERROR:
+            print(f"hafctl: {ns.command}: {exc.code}: {exc.message}", file=sys.stderr)
+        else:
+            print(f"hafctl: {exc.message}", file=sys.stderr)
+        for line in exc.detail_lines():
+            print(line, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("hafctl: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `hafctl status | head`
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
