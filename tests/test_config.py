@@ -54,9 +54,12 @@ def issues_of(text: str, **kw: object) -> list[str]:
 
 REJECTIONS: list[tuple[str, str, str]] = [
     # -- document and top level
-    ("malformed", "cluster: [a\nnodes: {}\n", "hafd.yaml:2: invalid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence started at line 1)"),
-    ("tab indent", "cluster:\n\tname: c\n", "hafd.yaml:2: invalid YAML: found character '\\t' that cannot start any token"),
-    ("two documents", "a: 1\n---\nb: 2\n", "hafd.yaml:2: invalid YAML: expected a single document in the stream, but found another document"),
+    ("malformed", "cluster: [a\nnodes: {}\n",
+     "hafd.yaml:2: invalid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence started at line 1)"),
+    ("tab indent", "cluster:\n\tname: c\n",
+     "hafd.yaml:2: invalid YAML: found character '\\t' that cannot start any token"),
+    ("two documents", "a: 1\n---\nb: 2\n",
+     "hafd.yaml:2: invalid YAML: expected a single document in the stream, but found another document"),
     ("empty", "# nothing\n", "hafd.yaml: the file is empty; it needs the cluster and nodes sections"),
     ("top is a list", "- cluster\n", "hafd.yaml:1: expected a mapping, got a list"),
     ("missing cluster", _NODES, "hafd.yaml:1: missing required key 'cluster'"),
@@ -71,7 +74,8 @@ REJECTIONS: list[tuple[str, str, str]] = [
     ("non-text key", "cluster: {name: c, [a]: 1}\n" + _NODES,
      "hafd.yaml:1: cluster.<key>: keys must be plain names, got a list"),
     # -- cluster
-    ("cluster not a mapping", "cluster: dhcp\n" + _NODES, "hafd.yaml:1: cluster: expected a mapping, got a string 'dhcp'"),
+    ("cluster not a mapping", "cluster: dhcp\n" + _NODES,
+     "hafd.yaml:1: cluster: expected a mapping, got a string 'dhcp'"),
     ("cluster name missing", "cluster:\n  port: 694\n" + _NODES, "hafd.yaml:1: cluster: missing required key 'name'"),
     ("cluster name bad", "cluster:\n  name: my cluster\n" + _NODES,
      "hafd.yaml:2: cluster.name: cluster name 'my cluster' may only contain letters, digits, '_', '.' and '-'"),
@@ -91,6 +95,16 @@ REJECTIONS: list[tuple[str, str, str]] = [
      "hafd.yaml:3: cluster.interval: must be greater than 0, got -0.5"),
     ("interval bool", with_cluster("interval: yes\n"),
      "hafd.yaml:3: cluster.interval: expected a number, got a boolean yes"),
+    ("explicit bool tag", with_cluster("failback: !!bool maybe\n"),
+     "hafd.yaml:3: cluster.failback: cannot read 'maybe' as a boolean (true or false)"),
+    ("explicit int tag, empty", with_cluster("port: !!int ''\n"),
+     "hafd.yaml:3: cluster.port: cannot read '' as an integer"),
+    ("explicit int tag, not a number", with_cluster("port: !!int 0x\n"),
+     "hafd.yaml:3: cluster.port: cannot read '0x' as an integer"),
+    ("explicit float tag", with_cluster("interval: !!float fast\n"),
+     "hafd.yaml:3: cluster.interval: cannot read 'fast' as a number"),
+    ("custom tag", with_cluster("interval: !seconds 5\n"),
+     "hafd.yaml:3: cluster.interval: expected a number, got a value tagged !seconds 5"),
     ("interval inf", with_cluster("interval: .inf\n"),
      "hafd.yaml:3: cluster.interval: must be a finite number, got .inf"),
     ("interval text", with_cluster("interval: fast\n"),
@@ -228,7 +242,8 @@ REJECTIONS: list[tuple[str, str, str]] = [
     ("duplicate resource key", with_resources("a:\n  type: drbd\n  resource: r0\n  resource: r1\n"),
      "hafd.yaml:9: resources.a.resource: duplicate key 'resource' (first defined at line 8)"),
     # -- per type
-    ("drbd resource missing", with_resources("a: {type: drbd}\n"), "hafd.yaml:6: resources.a: missing required key 'resource'"),
+    ("drbd resource missing", with_resources("a: {type: drbd}\n"),
+     "hafd.yaml:6: resources.a: missing required key 'resource'"),
     ("drbd force not bool", with_resources("a: {type: drbd, resource: r0, force: 'yes'}\n"),
      "hafd.yaml:6: resources.a.force: expected a boolean (true or false), got a string 'yes'"),
     ("filesystem device missing", with_resources("a:\n  type: filesystem\n  directory: /data\n"),
@@ -249,14 +264,16 @@ REJECTIONS: list[tuple[str, str, str]] = [
      "got '2001:db8::1/64'"),
     ("ipaddr interface missing", with_resources("a:\n  type: ipaddr\n  address: 10.0.0.1/8\n"),
      "hafd.yaml:6: resources.a: missing required key 'interface'"),
-    ("ipaddr interface long", with_resources("a:\n  type: ipaddr\n  address: 10.0.0.1/8\n  interface: abcdefghijklmnop\n"),
+    ("ipaddr interface long", with_resources(
+        "a:\n  type: ipaddr\n  address: 10.0.0.1/8\n  interface: abcdefghijklmnop\n"),
      "hafd.yaml:9: resources.a.interface: 'abcdefghijklmnop' is not a network interface name "
      "(at most 15 characters, no '/' or spaces)"),
     ("ipaddr arp_count", with_resources("a: {type: ipaddr, address: 10.0.0.1/8, interface: e, arp_count: -1}\n"),
      "hafd.yaml:6: resources.a.arp_count: must be at least 0, got -1"),
     ("ipaddr arp_interval", with_resources("a: {type: ipaddr, address: 10.0.0.1/8, interface: e, arp_interval: 0}\n"),
      "hafd.yaml:6: resources.a.arp_interval: must be greater than 0, got 0"),
-    ("service unit missing", with_resources("a:\n  type: service\n"), "hafd.yaml:6: resources.a: missing required key 'unit'"),
+    ("service unit missing", with_resources("a:\n  type: service\n"),
+     "hafd.yaml:6: resources.a: missing required key 'unit'"),
     ("service init", with_resources("a:\n  type: service\n  unit: x\n  init: upstart\n"),
      "hafd.yaml:9: resources.a.init: must be one of systemd | sysv, got 'upstart'"),
     ("process command missing", with_resources("a:\n  type: process\n"),
@@ -365,7 +382,8 @@ def test_reference_configs_load(path: Path) -> None:
     assert res["vip"].params == IpaddrParams(address="10.10.101.1/24", interface="eth2")
     assert res["dhcpd"].params == ServiceParams(unit="isc-dhcp-server")
     assert res["dhcpd"].requires == ("data", "vip")
-    assert (res["dhcpd"].monitor_interval, res["dhcpd"].migration_threshold, res["dhcpd"].failure_timeout) == (5, 3, 300)
+    dhcpd = res["dhcpd"]
+    assert (dhcpd.monitor_interval, dhcpd.migration_threshold, dhcpd.failure_timeout) == (5, 3, 300)
     assert res["dhcpd"].line == 44 and res["drbd"].line == 31
 
 
@@ -479,7 +497,8 @@ def test_warns_without_fencing_or_tiebreaker() -> None:
 
 @pytest.mark.parametrize("interval, deadtime, beats", [(0.025, 0.35, 14), (0.05, 0.45, 9), (1, 3, 3), (0.02, 0.3, 15)])
 def test_warns_on_deadtime_multiple_of_interval(interval: float, deadtime: float, beats: int) -> None:
-    config = parse_config(with_cluster(f"interval: {interval}\ndeadtime: {deadtime}\ntiebreaker: {{ping: 192.0.2.9}}\n"))
+    extra = f"interval: {interval}\ndeadtime: {deadtime}\ntiebreaker: {{ping: 192.0.2.9}}\n"
+    config = parse_config(with_cluster(extra))
     assert len(config.warnings) == 1
     assert config.warnings[0].startswith(f"hafd.yaml:4: cluster.deadtime: deadtime {deadtime:g} is an exact "
                                          f"multiple of interval {interval:g} ({beats} heartbeats)")
@@ -551,8 +570,13 @@ def test_garbage_only_raises_config_error(text: str) -> None:
         assert exc.issues and all(isinstance(i, ConfigIssue) for i in exc.issues)
 
 
+_TOKENS = st.sampled_from(["!!bool maybe", "!!int ''", "!!float x", "!!null", "&a ", "*a", "<<: ", "[", "]", "{",
+                           "}", ": ", "- ", "\n", "  ", "~", "'", '"', "::1", "0x", ".inf", "#", "!x ", "? "])
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, len(_DESIGN_TEXT)), st.integers(0, 12), st.text(max_size=6)), max_size=4))
+@given(st.lists(st.tuples(st.integers(0, len(_DESIGN_TEXT)), st.integers(0, 12), st.text(max_size=6) | _TOKENS),
+                max_size=4))
 def test_mutated_design_only_raises_config_error(edits: list[tuple[int, int, str]]) -> None:
     text = _DESIGN_TEXT
     for at, cut, insert in edits:

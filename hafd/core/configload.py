@@ -168,12 +168,8 @@ def _nested(cls: type, keys: Mapping[str, Key]) -> Check:
     return check
 
 
-def _fencing_command(r: Reader, n: yaml.Node, p: str) -> Any:
-    return r.argv(n, p)
-
-
 _FENCING = {
-    "command": Key(_fencing_command, required=True),
+    "command": Key(_argv, required=True),  # {peer} is substituted by the daemon
     "timeout": Key(_seconds),
     "on_failure": Key(lambda r, n, p: _to_on_failure(r.choice(n, p, [m.value for m in OnFailure]))),
 }
@@ -304,7 +300,9 @@ def _nodes(r: Reader, node: yaml.Node, owner_line: int) -> dict[str, Node] | Non
     return out if len(r.issues) == before else None
 
 
-def _links(r: Reader, node: yaml.Node, path: str, owner: str, owners: dict[str, tuple[str, int]]) -> tuple[str, ...] | None:
+def _links(r: Reader, node: yaml.Node, path: str, owner: str,
+           owners: dict[str, tuple[str, int]]) -> tuple[str, ...] | None:
+    """A node's link addresses; an address may belong to one node, once."""
     items = r.sequence(node, path, "IP addresses")
     if items is INVALID:
         return None

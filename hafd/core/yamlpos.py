@@ -225,7 +225,10 @@ class Reader:
     def boolean(self, node: yaml.Node, path: str) -> bool | _Invalid:
         if not isinstance(node, yaml.ScalarNode) or node.tag != BOOL:
             return self.expected(node, path, "a boolean (true or false)")
-        return bool(self._construct.construct_yaml_bool(node))
+        value = SafeConstructor.bool_values.get(str(node.value).lower())  # `!!bool maybe` is tagged, not valid
+        if value is None:
+            return self.error(node, path, f"cannot read {node.value!r} as a boolean (true or false)")
+        return bool(value)
 
     def integer(
         self, node: yaml.Node, path: str, *, lo: int | None = None, hi: int | None = None
@@ -312,5 +315,6 @@ class Reader:
             if node.tag == INT:
                 return int(self._construct.construct_yaml_int(node))
             return float(self._construct.construct_yaml_float(node))
-        except (ValueError, OverflowError) as exc:
-            return self.error(node, path, f"cannot read {node.value!r} as a number: {exc}")
+        except (ValueError, OverflowError, LookupError):  # an explicit `!!int ''` reaches here
+            what = "an integer" if node.tag == INT else "a number"
+            return self.error(node, path, f"cannot read {node.value!r} as {what}")
