@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install everything hafd, its tests and its demo need on a fresh Debian 12 machine (as root).
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${HAFD_VENV:-/opt/hafd-venv}
+PACKAGES=(
+  python3 python3-venv python3-pip     # the daemon's runtime
+  iproute2 nftables util-linux         # namespaces, veth, drop rules, unshare/nsenter, losetup
+  e2fsprogs                            # mkfs.ext4 for the test bed's replicated disk
+  isc-dhcp-server isc-dhcp-client      # the seed's service and a real client
+  iputils-arping iputils-ping          # tiebreaker ping; arping to watch gratuitous ARP by hand
+  psmisc procps                        # fuser / ps for operators
+  systemd systemd-container            # systemd-analyze verify; systemd-nspawn for the systemd scenario
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  # isc-dhcp-server must not start at boot: the cluster starts it on the active node only.
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The distribution's unit must stay off; hafd decides where dhcpd runs.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl disable --now isc-dhcp-server >/dev/null 2>&1 || true
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q -e ".[test]"
+ln -sf "$VENV/bin/hafd" /usr/local/bin/hafd
+ln -sf "$VENV/bin/hafctl" /usr/local/bin/hafctl
+echo "setup: hafd $("$VENV/bin/hafd" --version | cut -d' ' -f2) installed in $VENV (hafd, hafctl in /usr/local/bin)"
