@@ -36,7 +36,7 @@ Invariant for every future version: magic and version come first and the MAC is 
 trailing 32 bytes over everything before it.  That lets a node authenticate a packet it
 cannot parse, so "unsupported version N" is only reported for a genuine newer peer (a
 rolling upgrade), while noise and forgeries stay BAD_MAC.  With two 7-letter node names
-a heartbeat is 134 bytes.
+a heartbeat is 132 bytes.
 
 Replay and staleness are a separate, stateful concern: see `ReplayGuard`.
 """
