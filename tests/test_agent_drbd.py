@@ -242,3 +242,18 @@ async def test_unreadable_status_output(bed: FakeBed, tmp_path: Path) -> None:
     a = DrbdAgent(res, AgentContext(programs=Programs(drbdadm=str(weird)), state_dir=str(tmp_path)))
     with pytest.raises(AgentError, match="cannot read drbdadm status r0: line 1: expected key:value"):
         await a.monitor()
+
+
+async def test_fake_role_cstate_dstate_match_drbd9(bed: FakeBed) -> None:
+    """The stand-in's other verbs, for the integration test bed that reuses it."""
+    from hafd.io.runner import run
+
+    set_r0(bed, drbd_res("Primary", peers=[drbd_peer(connection="Connecting")]))
+    drbdadm = bed.programs.drbdadm
+    assert (await run([drbdadm, "role", "r0"], timeout=5)).stdout == "Primary\n"
+    assert (await run([drbdadm, "cstate", "r0"], timeout=5)).stdout == "Connecting\n"
+    assert (await run([drbdadm, "dstate", "r0"], timeout=5)).stdout == "UpToDate/DUnknown\n"
+    set_r0(bed, None)
+    for verb, msg in (("role", "r0: Unknown resource"), ("cstate", "r0: No such connection")):
+        r = await run([drbdadm, verb, "r0"], timeout=5)
+        assert (r.returncode, r.stderr) == (10, msg + "\n")
