@@ -254,3 +254,18 @@ def test_with_one_configuration_every_node_names_the_same_active(nodes: dict[str
     healthy = [k for k, v in nodes.items() if not (v.standby or v.has_failed_resource or v.role is Role.FAILED
                                                      or v.tiebreaker_ok is False)]
     assert (d.active is None) == (not healthy)
+
+
+def test_visible_nodes_from_a_membership_snapshot() -> None:
+    from hafd.core.codec import Message
+    from hafd.core.election import visible_nodes
+    from hafd.core.membership import Membership
+
+    ms = Membership("nodeone", {"nodetwo": ["a"], "nodethree": ["b"]}, 0.025, 0.36)
+    hb = Heartbeat(role=Role.ACTIVE, epoch=9, config_hash=H, priority=90)
+    ms.on_heartbeat("nodetwo", "a", Message("nodetwo", b"\1" * 16, 1, 0.0, hb), 0.0)
+    nodes = visible_nodes("nodeone", ONE, ms.snapshot(0.1))
+    assert nodes == {"nodeone": ONE, "nodetwo": NodeState.from_heartbeat(hb)}
+    assert decide(inp(**nodes)).active == "nodetwo"
+    ms.tick(1.0)
+    assert visible_nodes("nodeone", ONE, ms.snapshot(1.0)) == {"nodeone": ONE}

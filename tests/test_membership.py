@@ -205,3 +205,12 @@ def test_snapshot_is_plain_json() -> None:
 def test_rejects_impossible_timings() -> None:
     with pytest.raises(ValueError, match="interval < deadtime"):
         Membership("a", {"b": [A]}, 0.5, 0.4)
+
+
+def test_a_peer_that_left_comes_back_with_a_new_boot() -> None:
+    ms = mem()
+    ms.on_heartbeat("nodetwo", A, m(1), 0.0)
+    ms.on_heartbeat("nodetwo", A, m(2, Leaving()), 0.01)
+    ev = ms.on_heartbeat("nodetwo", A, m(1, boot=BOOT2), 3.0)
+    assert kinds(ev) == [(EventKind.PEER_RESTARTED, None), (EventKind.LINK_UP, A), (EventKind.PEER_UP, A)]
+    assert ms.alive_peers() == ["nodetwo"] and not ms.snapshot(3.0).peers[0].leaving

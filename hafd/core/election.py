@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from typing import Mapping
 
 from hafd.core.codec import Heartbeat, Role
+from hafd.core.membership import MembershipSnapshot
 
 HOLDING = (Role.ACTIVE, Role.STARTING)
 BUSY = (Role.ACTIVE, Role.STARTING, Role.STOPPING)
@@ -255,6 +256,19 @@ def _split_brain(w: _View) -> Decision:
         return replace(d, split_brain=True)
     reason = f"{claim} but none may hold it and no node is eligible: {w.why_not(w.ranked)}"
     return Decision(active=None, reason=reason, split_brain=True, losers=tuple(holders))
+
+
+def visible_nodes(local: str, local_state: NodeState, snapshot: MembershipSnapshot) -> dict[str, NodeState]:
+    """The `nodes` of an ElectionInput: the local node and every alive peer whose heartbeat we hold.
+
+    A peer held alive through a restart keeps its last heartbeat, so a survivor keeps
+    seeing it as the holder and does not take over from a node that is coming back.
+    """
+    out = {local: local_state}
+    for p in snapshot.peers:
+        if p.alive and p.heartbeat is not None:
+            out[p.name] = NodeState.from_heartbeat(p.heartbeat)
+    return out
 
 
 def may_start(local: str, visible_roles: Mapping[str, Role]) -> tuple[bool, str]:
