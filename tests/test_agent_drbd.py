@@ -91,6 +91,13 @@ async def test_force_promotes_outdated_with_primary_force(bed: FakeBed) -> None:
     assert r0_state(bed)["role"] == "Primary"
 
 
+async def test_force_does_not_force_an_uptodate_disk(bed: FakeBed) -> None:
+    set_r0(bed, drbd_res("Secondary", "UpToDate"))
+    await agent(bed, force=True).start()
+    assert ["primary", "r0"] in bed.calls("drbdadm")
+    assert not any("--force" in c for c in bed.calls("drbdadm"))
+
+
 async def test_need_uptodate_data_exit_17_propagated(bed: FakeBed) -> None:
     # The agent's own check passes (forced) but DRBD refuses: a Diskless disk cannot be forced.
     set_r0(bed, drbd_res("Secondary", "Diskless", peers=[drbd_peer(connection="Connecting")]))

@@ -207,3 +207,16 @@ async def test_sysv_stop_that_leaves_it_running(bed: FakeBed) -> None:
 def test_bad_init_is_a_clear_error(bed: FakeBed) -> None:
     with pytest.raises(ValueError, match="init must be systemd or sysv, not 'upstart'"):
         agent(bed, init="upstart")
+
+
+async def test_sysv_stop_with_unknown_status_is_not_down(bed: FakeBed) -> None:
+    scripts(bed, isc_dhcp_server={"running": True, "status_code": 4})
+    with pytest.raises(AgentError, match="not down: isc-dhcp-server: status exit 4"):
+        await agent(bed, init="sysv").stop()
+    scripts(bed, isc_dhcp_server={"running": True, "status_code": 1})
+    await agent(bed, init="sysv").stop()  # dead, pid file left: down
+
+
+async def test_sysv_stop_of_unknown_script_is_down(bed: FakeBed) -> None:
+    scripts(bed)
+    await agent(bed, unit="nosuch", init="sysv").stop()

@@ -7,7 +7,8 @@ promote/demote did, and reads `drbdadm status RES` for everything else.
 Safety over convenience: promote refuses a local disk that is not UpToDate (every
 volume), because promoting Outdated or Inconsistent data is how a failover silently
 rolls the service back in time.  `force: true` in the config overrides that, and then
-`drbdadm primary --force` is used (DRBD itself would refuse otherwise).
+`drbdadm primary --force` is used (DRBD itself would refuse otherwise); an UpToDate disk
+is promoted without --force even then.
 
 monitor:
     Primary, every volume UpToDate      RUNNING
@@ -124,12 +125,15 @@ class DrbdAgent(Agent):
                 f"refusing to promote {self.res}: local disk is {_disk_text(st)} (not UpToDate); "
                 "set force: true to override"
             )
-        args = ("primary", "--force", self.res) if self.params.force else ("primary", self.res)
+        # --force only where it is needed: on an UpToDate disk it would also skip the
+        # fence-peer handshake and so could force a split brain the operator never asked for.
+        forced = self.params.force and not st.up_to_date
+        args = ("primary", "--force", self.res) if forced else ("primary", self.res)
         await run_program(self._drbdadm(*args), self.resource.timeout)
         after = await self.status()
         if after.role is not Role.PRIMARY:
             raise AgentError(f"drbdadm {' '.join(args)} returned 0 but {self.res} is {describe(after)}")
-        log.info("drbd_promoted", resource=self.name, drbd=self.res, forced=self.params.force, was=describe(st))
+        log.info("drbd_promoted", resource=self.name, drbd=self.res, forced=forced, was=describe(st))
 
     async def stop(self) -> None:
         try:

@@ -22,7 +22,8 @@ SysV, by the LSB status exit codes of `service UNIT status`:
 
 stop succeeds when the service is not running afterwards (inactive or failed), even
 if the stop command itself failed (`systemctl stop` of a unit that is not loaded exits
-5): a unit that is down is what stop promises.  Still deactivating is not down.
+5): a unit that is down is what stop promises.  Still deactivating is not down, nor is
+an LSB status of 4 ("unknown") or anything but 1, 2 and 3.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ _SYSTEMD_STATES = {
     "failed": Health.FAILED,
 }
 _LSB_STATUS = {0: Health.RUNNING, 3: Health.STOPPED}
+_LSB_DOWN = (1, 2, 3)  # not running (1, 2: dead, a pid or lock file left behind)
 POLL_INTERVAL = 0.2
 _TRANSITIONAL = ("activating", "deactivating")
 
@@ -86,14 +88,20 @@ class ServiceAgent(Agent):
                 status = await self.monitor()
             except AgentError:
                 raise e from None
-            if status.health is Health.RUNNING or status.extra.get("state") in _TRANSITIONAL:
+            if not self._is_down(status):
                 raise
             log.warning("service_stop_failed_but_down", resource=self.name, error=e.message, detail=status.detail)
             return
         status = await self._wait_for(deadline)
-        if status.health is Health.RUNNING or status.extra.get("state") in _TRANSITIONAL:
+        if not self._is_down(status):
             raise AgentError(f"{command_line(self._argv('stop'))} returned 0 but the service is not down: {status.detail}")
         log.info("service_stopped", resource=self.name, unit=self.params.unit, health=status.health.value)
+
+    def _is_down(self, status: Status) -> bool:
+        """Positively not running: LSB 4 ("unknown") or a unit still deactivating is not down."""
+        if self.params.init == "sysv":
+            return status.extra.get("exit_code") in _LSB_DOWN
+        return status.health is not Health.RUNNING and status.extra.get("state") not in _TRANSITIONAL
 
     async def _wait_for(self, deadline: float) -> Status:
         """Monitor until the unit leaves activating/deactivating, bounded by the resource timeout."""
