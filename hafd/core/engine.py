@@ -203,6 +203,8 @@ class Engine:
         r.in_flight = None
         if detail is not None:
             r.detail = detail
+        elif op in (Op.START, Op.STOP):
+            r.detail, r.extra = "", {}  # what the last probe or monitor saw no longer holds
         if extra is not None:
             r.extra = extra
         if op is not Op.MONITOR or outcome is not Outcome.OK:
