@@ -300,8 +300,8 @@ class Demo:
         self.data.mkdir()
         self.say(f"  (shorthand used below: DEMO={self.dir})")
         ns = self.name
+        self.ns_made = True  # before the command: a signal may land just after it
         self.sh(["ip", "netns", "add", ns])
-        self.ns_made = True
         self.sh(["ip", "-n", ns, "link", "set", "lo", "up"])
         self.sh(["ip", "-n", ns, "link", "add", "eth1", "type", "veth", "peer", "name", "ha-peer"])
         self.sh(["ip", "-n", ns, "link", "add", "eth2", "type", "veth", "peer", "name", "client0"])
@@ -540,15 +540,16 @@ class Demo:
             except subprocess.TimeoutExpired:
                 problems.append(f"holder pid {self.holder.pid} did not die")
         # With no process left in it, the node's mount namespace is gone and the loop device is free.
-        if self.loop:
-            subprocess.run(["losetup", "-d", self.loop], capture_output=True, timeout=CMD_TIMEOUT)
+        # By image, not only self.loop: a signal may land between losetup and the assignment.
+        def attached() -> list[str]:
+            r = subprocess.run(["losetup", "-j", str(self.image)], capture_output=True, text=True, timeout=CMD_TIMEOUT)
+            return [line.split(":")[0] for line in r.stdout.splitlines() if line.startswith("/dev/")]
 
-            def detached() -> bool:
-                r = subprocess.run(["losetup", "-j", str(self.image)], capture_output=True, text=True, timeout=CMD_TIMEOUT)
-                return r.returncode == 0 and not r.stdout.strip()
-
-            if not wait_until(detached, 5.0, 0.1):
-                problems.append(f"loop device {self.loop} still attached to {self.image}")
+        if self.image.exists():
+            for dev in attached():
+                subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=CMD_TIMEOUT)
+            if not wait_until(lambda: not attached(), 5.0, 0.1):
+                problems.append(f"loop device {', '.join(attached())} still attached to {self.image}")
         if self.ns_made:
             subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=CMD_TIMEOUT)
             if Path("/run/netns", self.name).exists():
