@@ -174,11 +174,28 @@ def _from_config(path: str, attr: str, default: str) -> tuple[str, str | None]:
     try:
         cfg = _load_config(path)
         return str(getattr(cfg.cluster, attr)), None
-    except Exception as exc:  # unreadable, invalid, or configload missing: use the default
+    except Exception as exc:  # unreadable or invalid: an edit being reloaded is often broken
+        raw = _raw_cluster_value(path, attr)
+        if raw is not None:
+            return raw, None
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if path not in first:
             first = f"{path}: {first}"
         return default, f"{first}; used the default {default}"
+
+
+def _raw_cluster_value(path: str, attr: str) -> str | None:
+    """`cluster.<attr>` read straight from the YAML, for a file that does not validate:
+    `hafctl reload` of a broken edit must still reach the daemon to be told what is wrong."""
+    try:
+        import yaml
+
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+        value = doc["cluster"][attr]
+        return value if isinstance(value, str) and value.startswith("/") else None
+    except Exception:  # noqa: BLE001 - any failure means: fall back to the default
+        return None
 
 
 # --- commands -------------------------------------------------------------------------

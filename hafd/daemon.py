@@ -1,16 +1,19 @@
 """hafd, the daemon: the one place that wires the pure core to the adapters.
 
-Events (operation results, timers, operator commands, a supervised process dying)
-go into the engine; the actions it returns are carried out through the agents, and
-their outcomes go back in.  Nothing here decides policy: if you are looking for
-why a resource was started or stopped, read hafd/core/engine.py; this file only
-makes it happen and writes it down.
+Events (heartbeats, operation results, timers, operator commands, a supervised
+process dying) go into the cores — `ClusterCore` decides the role, `Engine` the
+operations — and the actions they return are carried out through the agents and
+adapters; their outcomes go back in.  Nothing here decides policy: to learn why
+the node took the role read hafd/core/cluster.py and election.py; why a resource
+was started or stopped, hafd/core/engine.py.  This file makes it happen and
+writes it down.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import signal
@@ -23,21 +26,44 @@ import structlog
 from hafd import __version__
 from hafd.agents.base import Agent, AgentContext, AgentError, Health
 from hafd.agents.registry import make_agent
+from hafd.core import codec
+from hafd.core.cluster import (
+    Act,
+    ClusterCore,
+    Fence,
+    Note,
+    Persist,
+    Reannounce,
+    SendCommand,
+    SendNow,
+    SetTarget,
+    settings_from_config,
+)
 from hafd.core.config import DEFAULT_CONFIG_PATH, Config
 from hafd.core.configload import ConfigError, load_config
 from hafd.core.engine import Action, Engine, Op, Outcome
+from hafd.core.falsefail import expected_false_failovers_per_year
+from hafd.core.fingerprint import config_hash
 from hafd.io import sdnotify
 from hafd.io.control import ControlServer
+from hafd.io.heartbeat import HeartbeatTransport
+from hafd.io.keyfile import KeyFileError, load_key
 from hafd.io.localaddr import configured_addresses
+from hafd.io.runner import run
 from hafd.log import configure_logging
 from hafd.protocol import RequestError
+from hafd.timeline import TimelineRecorder
 
 log = structlog.get_logger("hafd")
 
 # An agent gets this long beyond its own timeout before the daemon gives up on the
 # call (agents enforce `timeout` themselves; this is the backstop for a bug).
 OP_GRACE = 2.0
-STANDBY_FILE = "standby"
+STATE_FILE = "cluster.json"
+# Goodbyes and forwarded commands are sent this many times (UDP may drop one).
+REPEAT = 3
+# Membership deadlines are strict ("more than deadtime"): tick a moment after them.
+TICK_SLACK = 0.001
 
 _HEALTH = {Health.RUNNING: Outcome.OK, Health.STOPPED: Outcome.STOPPED, Health.FAILED: Outcome.FAILED}
 
@@ -54,27 +80,40 @@ def load(path: str, node: str | None) -> Config:
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, key: bytes) -> None:
         self.config = config
+        self.key = key
         self.node = config.local_node or next(iter(config.nodes))
         self.engine = Engine(config.resources)
         self.ctx = AgentContext(
-            programs=config.programs,
-            state_dir=config.cluster.state_dir,
-            on_unexpected_exit=self._on_unexpected_exit,
+            programs=config.programs, state_dir=config.cluster.state_dir, on_unexpected_exit=self._on_unexpected_exit
         )
         self.agents: dict[str, Agent] = {n: make_agent(r, self.ctx) for n, r in config.resources.items()}
         # A changed resource keeps its old agent until it is stopped, so the old
         # address is removed / the old process ended, then the new agent takes over.
         self.next_agents: dict[str, Agent] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
+        saved = self._read_state()
+        self.core = ClusterCore(
+            settings_from_config(config, config_hash(config)),
+            time.monotonic(),
+            epoch=int(saved.get("epoch", 0)),
+            was_active=bool(saved.get("was_active", False)),
+            standby=bool(saved.get("standby", False)),
+        )
+        self.guard = codec.ReplayGuard(config.nodes, self.node, hold=config.cluster.deadtime)
+        self.boot_id = codec.new_boot_id()
+        self.seq = 0
+        self.rejected: collections.Counter[str] = collections.Counter()
+        self._last_reject_log = 0.0
+        self.transport: HeartbeatTransport | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
         self.wakeup = asyncio.Event()
         self.stopping = asyncio.Event()
         self.ready = False
         self.role = "starting"
         self.role_since = time.time()
         self.role_reason = "hafd is starting: probing resources"
-        self.standby = self._read_standby()
+        self.timeline = TimelineRecorder()
         self.server: ControlServer | None = None
 
     # -- life cycle ------------------------------------------------------------
@@ -82,42 +121,46 @@ class Daemon:
     async def run(self) -> int:
         cl = self.config.cluster
         os.makedirs(cl.state_dir, mode=0o700, exist_ok=True)
-        if self.config.peers():
-            log.error(
-                "unsupported_config",
-                reason="this build runs single-node only: heartbeats and election between nodes are not wired yet",
-                peers=[p.name for p in self.config.peers()],
-            )
-            return 2
         self.server = ControlServer(cl.control_socket, self.handle_request)
         await self.server.start()
+        peers = self.config.peers()
+        if peers:
+            self.transport = HeartbeatTransport(self.config.nodes[self.node].links, cl.port, self._on_packet)
+            await self.transport.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        watchdog = asyncio.create_task(self._watchdog())
-        log.info("hafd_started", version=__version__, node=self.node, config=self.config.path, pid=os.getpid())
+        background = [asyncio.create_task(self._watchdog(), name="watchdog")]
+        if peers:
+            background.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeats"))
+        if cl.tiebreaker is not None:
+            background.append(asyncio.create_task(self._tiebreaker_loop(), name="tiebreaker"))
+        log.info("hafd_started", version=__version__, node=self.node, config=self.config.path, pid=os.getpid(),
+                 peers=[p.name for p in peers], boot_id=self.boot_id.hex()[:8])
         for w in self.config.warnings:
             log.warning("config_warning", warning=w)
         self.execute(self.engine.start_probes())
+        self.timeline.trigger("hafd started", time.monotonic())
         try:
             await self._main_loop()
         finally:
-            watchdog.cancel()
+            for t in background:
+                t.cancel()
             await self._shutdown()
         return 0
 
     async def _main_loop(self) -> None:
         while not self.stopping.is_set():
+            now = time.monotonic()
             if not self.ready and not self.engine.probing():
                 self.ready = True
-                self._decide_target("probing done")
                 sdnotify.notify("READY=1\nSTATUS=" + self._status_line())
-                log.info("ready", role=self.engine.role())
-            now = time.monotonic()
+                log.info("probing_done", resources={n: s["state"] for n, s in self.engine.snapshot().items()})
+            self.apply(self.core.tick(now))
             self.execute(self.engine.tick(now))
-            self._update_role()
-            deadline = self.engine.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._engine_changed()
+            deadlines = [d for d in (self.engine.next_deadline(), self.core.next_deadline(now)) if d is not None]
+            timeout = None if not deadlines else max(0.0, min(deadlines) + TICK_SLACK - time.monotonic())
             self.wakeup.clear()
             waiters = [asyncio.ensure_future(self.wakeup.wait()), asyncio.ensure_future(self.stopping.wait())]
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -126,15 +169,22 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         sdnotify.notify("STOPPING=1")
-        if self.config.cluster.stop_resources_on_exit:
+        stop_all = self.config.cluster.stop_resources_on_exit
+        if stop_all:
             log.info("stopping_resources_on_exit", reason="cluster.stop_resources_on_exit is true")
             self.execute(self.engine.set_target(False, "hafd is shutting down", time.monotonic()))
             limit = time.monotonic() + sum(r.timeout + OP_GRACE for r in self.config.resources.values())
             while not self.engine.all_stopped() and time.monotonic() < limit:
                 await self._wait_for_tasks(limit - time.monotonic())
+                self._engine_changed()
+                await self._send_heartbeat()
         # Let operations in flight finish (each is bounded by its timeout) so no
         # mount or start is cut in half; the next daemon's probe sees a clean state.
         await self._wait_for_tasks(max((r.timeout for r in self.config.resources.values()), default=0) + OP_GRACE)
+        if self.transport is not None:
+            clean = stop_all and self.engine.all_stopped()
+            await self._send_repeated(codec.Leaving(restarting=not clean))
+            await self.transport.close()
         if self.server:
             await self.server.close()
         for a in {*self.agents.values(), *self.next_agents.values()}:
@@ -142,11 +192,12 @@ class Daemon:
                 await a.close()
             except Exception as e:  # noqa: BLE001 - closing must not stop the shutdown
                 log.warning("agent_close_failed", resource=a.name, error=str(e))
-        log.info("hafd_stopped", resources_left_running=not self.config.cluster.stop_resources_on_exit)
+        log.info("hafd_stopped", resources_left_running=not self.engine.all_stopped())
 
     async def _wait_for_tasks(self, timeout: float) -> None:
-        if self.tasks and timeout > 0:
-            await asyncio.wait(set(self.tasks), timeout=timeout)
+        busy = {t for t in self.tasks if not t.get_name().startswith("send")}
+        if busy and timeout > 0:
+            await asyncio.wait(busy, timeout=timeout)
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 from the event loop itself, so a wedged loop gets us restarted."""
@@ -157,41 +208,140 @@ class Daemon:
             sdnotify.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
 
-    # -- decisions -------------------------------------------------------------
+    # -- heartbeats ------------------------------------------------------------
 
-    def _decide_target(self, why: str) -> None:
-        """Single-node role: active unless the operator put the node in standby."""
-        if self.standby:
-            reason = f"{self.node} is in standby (hafctl standby)"
-        else:
-            reason = f"{self.node} is the only configured node"
-        active = not self.standby
-        log.info("target_decided", active=active, reason=reason, trigger=why)
-        self.execute(self.engine.set_target(active, reason, time.monotonic()))
-        self._update_role()
+    def _message(self, body: codec.Body) -> bytes:
+        self.seq += 1
+        msg = codec.Message(self.node, self.boot_id, self.seq, time.monotonic(), body)
+        return codec.encode(msg, self.key)
 
-    def _update_role(self) -> None:
-        role = self.engine.role()
-        if role == self.role:
+    async def _broadcast(self, data: bytes) -> None:
+        if self.transport is None:
             return
-        if role == "failed":
-            reason = "gave up on " + ", ".join(self.engine.blocked()) + " (see last_error)"
-        else:
-            reason = self.engine.target_reason
-        log.info("role_changed", old=self.role, new=role, reason=reason)
-        self.role, self.role_since, self.role_reason = role, time.time(), reason
-        sdnotify.notify("STATUS=" + self._status_line())
+        for peer in self.config.peers():
+            await self.transport.send(data, peer.links)
+
+    async def _send_heartbeat(self) -> None:
+        await self._broadcast(self._message(self.core.heartbeat()))
+
+    async def _send_repeated(self, body: codec.Body) -> None:
+        for i in range(REPEAT):
+            await self._broadcast(self._message(body))
+            if i + 1 < REPEAT:
+                await asyncio.sleep(self.config.cluster.interval)
+
+    async def _heartbeat_loop(self) -> None:
+        """Heartbeats on an absolute schedule, so lateness does not accumulate."""
+        loop = asyncio.get_running_loop()
+        interval = self.config.cluster.interval
+        next_at = loop.time()
+        while True:
+            await self._send_heartbeat()
+            next_at += interval
+            now = loop.time()
+            if next_at < now - interval:  # we were starved: do not burst to catch up
+                next_at = now
+            await asyncio.sleep(max(0.0, next_at - now))
+
+    def _on_packet(self, data: bytes, src: str, local_link: str) -> None:
+        now = time.monotonic()
+        try:
+            msg = codec.decode(data, self.key)
+            self.guard.admit(msg, src, now)
+        except codec.DecodeError as e:
+            self.rejected[e.reason.name.lower()] += 1
+            if now - self._last_reject_log >= 1.0:  # rate-limited: a flood must not flood the log
+                self._last_reject_log = now
+                log.warning("packet_rejected", reason=e.reason.name.lower(), detail=e.detail, source=src,
+                            link=local_link, total=dict(self.rejected))
+            return
+        acts = self.core.on_message(msg, src, now)
+        if acts:
+            self.apply(acts)
+            self.wakeup.set()
+
+    async def _tiebreaker_loop(self) -> None:
+        tb = self.config.cluster.tiebreaker
+        assert tb is not None
+        while True:
+            r = await run([self.config.programs.ping, "-n", "-q", "-c", "1", "-W", "1", tb.ping], timeout=tb.timeout + 0.5)
+            self.apply(self.core.set_tiebreaker(r.ok, time.monotonic()))
+            self.wakeup.set()
+            await asyncio.sleep(tb.interval)
+
+    # -- carrying out the cluster's decisions -----------------------------------
+
+    def apply(self, acts: list[Act]) -> None:
+        now = time.monotonic()
+        for a in acts:
+            if isinstance(a, Note):
+                fields = {k: v for k, v in a.fields.items() if not k.startswith("_")}
+                getattr(log, a.level, log.info)(a.event, reason=a.reason, **fields)
+                if a.event in ("peer_lost", "switchover_requested", "split_brain"):
+                    self.timeline.trigger(a.reason, now)
+                elif a.event == "peer_fenced":
+                    self.timeline.phase("fenced", now, peer=a.fields.get("peer"))
+            elif isinstance(a, SetTarget):
+                if a.active:
+                    self.timeline.begin(now, a.reason)
+                self.execute(self.engine.set_target(a.active, a.reason, now))
+                self._engine_changed()
+            elif isinstance(a, Fence):
+                self.timeline.phase("fence_started", now, peer=a.peer)
+                self._spawn(self._fence(a.peer, a.reason), f"fence:{a.peer}")
+            elif isinstance(a, SendNow):
+                self._spawn(self._send_heartbeat(), "send-now")
+            elif isinstance(a, SendCommand):
+                self._spawn(self._send_repeated(a.command), "send-command")
+            elif isinstance(a, Reannounce):
+                log.warning("reannounce", reason=a.reason)
+                for agent in self.agents.values():
+                    self._spawn(agent.announce(), f"announce:{agent.name}")
+            elif isinstance(a, Persist):
+                self._write_state(a.state)
+
+    async def _fence(self, peer: str, reason: str) -> None:
+        f = self.config.cluster.fencing
+        assert f is not None
+        argv = [part.replace("{peer}", peer) for part in f.command]
+        log.warning("fencing", peer=peer, reason=reason, command=argv)
+        r = await run(argv, timeout=f.timeout)
+        detail = f"{argv[0]} exited 0" if r.ok else r.describe()
+        self.apply(self.core.fence_done(peer, r.ok, detail, time.monotonic()))
+        self.wakeup.set()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        t = asyncio.create_task(coro, name=name)
+        self.tasks.add(t)
+        t.add_done_callback(self._task_done)
+
+    def _task_done(self, t: asyncio.Task[Any]) -> None:
+        self.tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("task_failed", task=t.get_name(), error=repr(t.exception()))
+
+    def _engine_changed(self) -> None:
+        role = self.engine.role()
+        now = time.monotonic()
+        if role != self.role:
+            reason = self.core.role_reason
+            if role == "failed":
+                reason = "gave up on " + ", ".join(self.engine.blocked()) + " (see last_error)"
+            log.info("role_changed", old=self.role, new=role, reason=reason)
+            self.role, self.role_since, self.role_reason = role, time.time(), reason
+            if role == "active":
+                self.timeline.finish(now)
+            sdnotify.notify("STATUS=" + self._status_line())
+        self.apply(self.core.engine_changed(role, bool(self.engine.blocked()), now))
 
     def _status_line(self) -> str:
         return f"{self.node} {self.role}: {self.role_reason}"
 
-    # -- carrying out actions --------------------------------------------------
+    # -- carrying out the engine's actions ---------------------------------------
 
     def execute(self, actions: list[Action]) -> None:
         for a in actions:
-            t = asyncio.create_task(self._run_action(a), name=f"{a.op.value}:{a.resource}")
-            self.tasks.add(t)
-            t.add_done_callback(self.tasks.discard)
+            self._spawn(self._run_action(a), f"{a.op.value}:{a.resource}")
 
     async def _run_action(self, a: Action) -> None:
         agent = self.agents[a.resource]
@@ -227,14 +377,10 @@ class Daemon:
         now = time.monotonic()
         duration = now - t0
         if a.op is not Op.MONITOR or outcome is not Outcome.OK:
-            log.info(
-                "operation",
-                resource=a.resource,
-                op=a.op.value,
-                outcome=outcome.value,
-                duration=round(duration, 4),
-                **({"error": error} if error else {}),
-            )
+            log.info("operation", resource=a.resource, op=a.op.value, outcome=outcome.value,
+                     duration=round(duration, 4), **({"error": error} if error else {}))
+        if a.op is Op.START and outcome is Outcome.OK:
+            self.timeline.phase(f"{a.resource} started", now, duration=round(duration, 4))
         if a.op is Op.STOP and outcome is Outcome.OK and a.resource in self.next_agents:
             await self._swap_agent(a.resource)
         self.execute(
@@ -242,7 +388,7 @@ class Daemon:
         )
         if a.resource not in self.engine.names():
             await self._drop_agent(a.resource)
-        self._update_role()
+        self._engine_changed()
         self.wakeup.set()
 
     async def _swap_agent(self, name: str) -> None:
@@ -258,36 +404,72 @@ class Daemon:
     def _on_unexpected_exit(self, name: str, why: str) -> None:
         log.warning("resource_exited", resource=name, why=why)
         self.execute(self.engine.unexpected_exit(name, why, time.monotonic()))
-        self._update_role()
+        self._engine_changed()
         self.wakeup.set()
 
     # -- operator requests -----------------------------------------------------
 
     async def handle_request(self, command: str, args: dict[str, Any]) -> dict[str, Any]:
+        now = time.monotonic()
         if command == "status":
             return self.status()
         if command in ("standby", "unstandby"):
-            node = args.get("node") or self.node
-            if node != self.node:
-                raise RequestError("unknown_node", f"unknown node {node!r} (this cluster has only {self.node})")
-            self.standby = command == "standby"
-            self._write_standby()
-            log.info("operator_request", command=command, node=node)
-            self._decide_target(f"hafctl {command}")
-            return {"node": node, "standby": self.standby}
+            return await self._standby(args.get("node") or self.node, command == "standby")
         if command == "cleanup":
             name = args.get("resource")
             if name is not None and name not in self.engine.names():
                 raise RequestError("unknown_resource", f"unknown resource {name!r}", details={"known": list(self.engine.names())})
             log.info("operator_request", command="cleanup", resource=name)
-            self.execute(self.engine.cleanup(name, time.monotonic()))
+            self.execute(self.engine.cleanup(name, now))
+            if name is None:
+                self.apply(self.core.clear_split_brain())
+            self._engine_changed()
             self.wakeup.set()
-            return {"cleaned": name or "all"}
+            return {"message": f"cleaned up {name or 'all resources'}; failures forgotten"}
         if command == "reload":
             return self.reload()
         if command == "failover":
-            raise RequestError("invalid_argument", "failover needs a second node; this is a single-node configuration")
+            return await self._failover(args.get("to"))
         raise RequestError("unknown_command", f"unknown command {command!r}")
+
+    async def _standby(self, node: str, on: bool) -> dict[str, Any]:
+        if node not in self.config.nodes:
+            raise RequestError("unknown_node", f"unknown node {node!r}", details={"known": list(self.config.nodes)})
+        log.info("operator_request", command="standby" if on else "unstandby", node=node)
+        self.apply(self.core.set_standby(node, on, time.monotonic()))
+        self.wakeup.set()
+        word = "standby" if on else "back in service"
+        if node == self.node:
+            return {"message": f"{node} is {word}", "node": node, "standby": on}
+        deadline = time.monotonic() + 10 * self.config.cluster.deadtime + 1
+        while time.monotonic() < deadline:
+            hb = self.core.membership.heartbeat_of(node)
+            if hb is not None and hb.standby == on:
+                return {"message": f"{node} is {word}", "node": node, "standby": on}
+            await asyncio.sleep(self.config.cluster.interval)
+        raise RequestError("invalid_argument", f"asked {node} to go {word}, but it has not confirmed (is it online?)")
+
+    async def _failover(self, target: str | None) -> dict[str, Any]:
+        t0 = time.monotonic()
+        err, acts = self.core.request_switchover(target, t0)
+        if err:
+            raise RequestError("invalid_argument", err)
+        log.info("operator_request", command="failover", to=target)
+        self.apply(acts)
+        self.wakeup.set()
+        target = self.core.requested_target or target
+        limit = t0 + 2 * sum(r.timeout for r in self.config.resources.values()) + 10 * self.config.cluster.deadtime
+        while time.monotonic() < limit:
+            if target == self.node and self.role == "active":
+                break
+            hb = self.core.membership.heartbeat_of(target) if target and target != self.node else None
+            if hb is not None and hb.role is codec.Role.ACTIVE:
+                break
+            await asyncio.sleep(self.config.cluster.interval / 2)
+        else:
+            return {"message": f"switchover to {target} requested; not finished yet, see `hafctl status`", "to": target}
+        return {"message": f"{target} is active (switchover took {time.monotonic() - t0:.3f} s)", "to": target,
+                "duration": round(time.monotonic() - t0, 4)}
 
     def reload(self) -> dict[str, Any]:
         try:
@@ -295,8 +477,11 @@ class Daemon:
         except ConfigError as e:
             log.warning("reload_rejected", errors=[str(i) for i in e.issues])
             raise RequestError("invalid_config", str(e), details=[str(i) for i in e.issues]) from None
-        if new.peers():
-            raise RequestError("invalid_config", "this build runs single-node only; the new file configures peers")
+        old_cl, new_cl = self.config.cluster, new.cluster
+        restart_keys = [k for k in ("control_socket", "state_dir", "port", "interval", "deadtime", "key_file")
+                        if getattr(new_cl, k) != getattr(old_cl, k)]
+        if {n: node.links for n, node in new.nodes.items()} != {n: node.links for n, node in self.config.nodes.items()}:
+            restart_keys.append("nodes")
         renew, actions = self.engine.reconfigure(new.resources, time.monotonic())
         self.ctx.programs = new.programs
         for name in renew:
@@ -305,12 +490,17 @@ class Daemon:
                 self.next_agents[name] = agent
             else:
                 self.agents[name] = agent
-        ignored = [k for k in ("control_socket", "state_dir", "port") if getattr(new.cluster, k) != getattr(self.config.cluster, k)]
+        s = self.core.s
+        self.core.s = type(s)(**{**s.__dict__, "config_hash": config_hash(new), "failback": new_cl.failback,
+                                 "priorities": {n: node.priority for n, node in new.nodes.items()} if "nodes" not in restart_keys else s.priorities})
         self.config = new
         self.execute(actions)
         self.wakeup.set()
-        log.info("reloaded", changed=renew, needs_restart=ignored)
-        return {"changed": renew, "needs_restart": ignored, "warnings": list(new.warnings)}
+        log.info("reloaded", changed=renew, needs_restart=restart_keys)
+        msg = f"reloaded {new.path}: " + (f"restarting {', '.join(renew)}" if renew else "no resource changed")
+        if restart_keys:
+            msg += f"; {', '.join(restart_keys)} take effect at the next daemon restart"
+        return {"message": msg, "changed": renew, "needs_restart": restart_keys, "warnings": list(new.warnings)}
 
     def status(self) -> dict[str, Any]:
         mono, wall = time.monotonic(), time.time()
@@ -319,48 +509,72 @@ class Daemon:
             op = r.get("last_op")
             if isinstance(op, dict):
                 op["at"] = round(wall - (mono - float(op["at"])), 3)
-        node = self.config.nodes[self.node]
-        active = self.role in ("active", "starting")
+        cl = self.core.status(mono)
+        nodes = cl["nodes"]
+        nodes[self.node]["role"] = self.role
+        active = self.node if self.role in ("active", "starting", "failed") and self.core.target_active else None
+        if active is None:
+            for name, n in nodes.items():
+                if not n["local"] and n.get("role") in ("active", "starting"):
+                    active = name
         warnings = list(self.config.warnings)
-        if self.standby:
-            warnings.append(f"{self.node} is in standby: resources stay stopped until `hafctl unstandby`")
+        if self.core.standby:
+            warnings.append(f"{self.node} is in standby: it runs nothing until `hafctl unstandby`")
+        if cl["split_brain"]:
+            warnings.append("SPLIT BRAIN was detected: " + cl["split_brain"]["reason"] + " (clear with `hafctl cleanup`)")
+        for name, n in nodes.items():
+            if n.get("config_match") is False:
+                warnings.append(f"{name} runs a different configuration: it cannot take over until they agree")
+            f = n.get("fencing")
+            if f and f["state"] in ("failed", "halted"):
+                warnings.append(f"fencing {name} {f['state']}: {f['detail']}")
+        if self.config.peers() and self.config.cluster.fencing is None and self.config.cluster.tiebreaker is None:
+            warnings.append("no fencing and no tiebreaker: if only hafd dies or only the HA links fail, both nodes may "
+                            "serve until the cluster heals")
+        drbd_sb = [n for n, r in resources.items() if isinstance(r.get("extra"), dict) and r["extra"].get("split_brain")]
+        if drbd_sb:
+            warnings.append(f"DRBD reports a split brain (StandAlone) on {', '.join(drbd_sb)}: resolve it by hand")
+        cl_ = self.config.cluster
         return {
             "version": __version__,
             "node": self.node,
-            "cluster": self.config.cluster.name,
+            "cluster": cl_.name,
             "role": self.role,
-            "active_node": self.node if active else None,
+            "active_node": active,
             "since": round(self.role_since, 3),
             "reason": self.role_reason,
-            "nodes": {
-                self.node: {
-                    "state": "standby" if self.standby else "online",
-                    "local": True,
-                    "priority": node.priority,
-                    "role": self.role,
-                    "links": {},
-                }
-            },
+            "decision": cl["decision"],
+            "epoch": cl["epoch"],
+            "nodes": nodes,
             "resources": resources,
+            "split_brain": cl["split_brain"],
+            "rejected_packets": dict(self.rejected),
             "warnings": warnings,
-            "last_failover": None,
+            "last_failover": self.timeline.as_json(),
+            "timings": {"interval": cl_.interval, "deadtime": cl_.deadtime},
         }
 
-    # -- persisted operator state ---------------------------------------------
+    # -- persisted state -------------------------------------------------------
 
-    def _read_standby(self) -> bool:
+    def _read_state(self) -> dict[str, Any]:
         try:
-            with open(os.path.join(self.config.cluster.state_dir, STANDBY_FILE)) as f:
-                return bool(json.load(f).get("standby"))
-        except (OSError, ValueError, AttributeError):
-            return False
+            with open(os.path.join(self.config.cluster.state_dir, STATE_FILE)) as f:
+                data = json.load(f)
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
 
-    def _write_standby(self) -> None:
-        path = os.path.join(self.config.cluster.state_dir, STANDBY_FILE)
+    def _write_state(self, state: dict[str, Any]) -> None:
+        path = os.path.join(self.config.cluster.state_dir, STATE_FILE)
         tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"standby": self.standby}, f)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            log.error("state_write_failed", path=path, error=str(e))
 
 
 def check_config(path: str, node: str | None) -> int:
@@ -369,7 +583,15 @@ def check_config(path: str, node: str | None) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
-    print(f"{path}: OK (local node {cfg.local_node}, {len(cfg.resources)} resources)")
+    print(f"{path}: OK (local node {cfg.local_node}, {len(cfg.nodes)} nodes, {len(cfg.resources)} resources)")
+    cl = cfg.cluster
+    if len(cfg.nodes) > 1:
+        links = min(len(n.links) for n in cfg.nodes.values())
+        rate = expected_false_failovers_per_year(cl.interval, cl.deadtime, 0.2, links=links)
+        print(f"timings: heartbeat every {cl.interval:g}s, peer lost after {cl.deadtime:g}s on {links} link(s): "
+              f"expected false failovers at a sustained 20% loss on every link: {rate:.3g} a year")
+        if rate >= 1.0:
+            print(f"warning: {rate:.3g} false failovers a year at 20% loss is high; raise deadtime or add a link")
     for w in cfg.warnings:
         print(f"warning: {w}")
     return 0
@@ -399,8 +621,16 @@ def main(argv: list[str] | None = None) -> int:
         log.error("config_invalid", errors=[str(i) for i in e.issues])
         print(e, file=sys.stderr)
         return 1
+    key = b""
+    if config.peers():
+        try:
+            key = load_key(config.cluster.key_file)
+        except KeyFileError as e:
+            log.error("key_invalid", error=str(e))
+            print(f"hafd: {e}", file=sys.stderr)
+            return 1
     try:
-        return asyncio.run(Daemon(config).run())
+        return asyncio.run(Daemon(config, key).run())
     except RuntimeError as e:  # e.g. another hafd owns the control socket
         log.error("startup_failed", error=str(e))
         return 1

@@ -83,7 +83,7 @@ REJECTIONS: list[tuple[str, str, str]] = [
      "hafd.yaml:2: cluster.name: expected a string, got an integer 12 (put it in quotes to make it a string: '12')"),
     ("cluster unknown key", with_cluster("deadtim: 1\n"),
      "hafd.yaml:3: cluster.deadtim: unknown key 'deadtim' (did you mean 'deadtime'?); known keys: control_socket, "
-     "deadtime, failback, fencing, interval, key_file, name, port, state_dir, stop_resources_on_exit, tiebreaker"),
+     "deadtime, failback, fencing, interval, key_file, name, port, restart_grace, startup_wait, state_dir, stop_resources_on_exit, tiebreaker"),
     ("port zero", with_cluster("port: 0\n"), "hafd.yaml:3: cluster.port: must be between 1 and 65535, got 0"),
     ("port big", with_cluster("port: 65536\n"), "hafd.yaml:3: cluster.port: must be between 1 and 65535, got 65536"),
     ("port bool", with_cluster("port: true\n"), "hafd.yaml:3: cluster.port: expected an integer, got a boolean true"),

@@ -141,7 +141,7 @@ def test_cold_start_runs_the_graph_in_order_and_status_explains_it(hafd: Hafd) -
     hafd.start()
     s = hafd.wait_for(lambda s: s["role"] == "active", "active")
     assert s["node"] == "solo" and s["active_node"] == "solo"
-    assert s["reason"] == "solo is the only configured node"
+    assert s["reason"] == "solo becomes active: it is the only visible node"
     assert {n: r["state"] for n, r in s["resources"].items()} == {"marker": "started", "server": "started"}
     assert (hafd.tmp / "marker").exists() and alive(hafd.server_pid())
     events = [json.loads(line) for line in hafd.logs().splitlines() if line.startswith("{")]

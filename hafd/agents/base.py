@@ -94,5 +94,8 @@ class Agent(abc.ABC):
     async def monitor(self) -> Status:
         """Report the resource's health; raise AgentError only if the check could not run."""
 
+    async def announce(self) -> None:
+        """Tell the network again that this node holds the resource (only addresses do)."""
+
     async def close(self) -> None:
         """Release what the agent holds (sockets, watchers) without touching the resource."""

@@ -110,6 +110,12 @@ class IpaddrAgent(Agent):
         await self._cancel_garps()
         self._announce(link.mac)
 
+    async def announce(self) -> None:
+        """Send a fresh GARP burst (after winning a split brain the loser's ARPs must not win)."""
+        link = await self._link("announce")
+        await self._cancel_garps()
+        self._announce(link.mac)
+
     async def stop(self) -> None:
         await self._cancel_garps()
         try:

@@ -47,6 +47,12 @@ class Cluster:
     # On SIGTERM leave resources running (so `systemctl restart hafd` does not
     # interrupt service) unless the operator asks for a clean stop.
     stop_resources_on_exit: bool = False
+    # At start-up, how long a node that did not hold the role waits to hear its peers
+    # before it takes the role alone (Corosync's wait_for_all lesson, bounded).
+    startup_wait: float = 2.0
+    # After a peer says "restarting" (SIGTERM), how long it is held alive before it
+    # counts as lost: `systemctl restart hafd` must not cause a failover.
+    restart_grace: float = 10.0
     fencing: Fencing | None = None
     tiebreaker: Tiebreaker | None = None
 

@@ -195,6 +195,8 @@ _CLUSTER = {
     "state_dir": Key(_abs),
     "control_socket": Key(_abs),
     "stop_resources_on_exit": Key(_bool),
+    "startup_wait": Key(_seconds),
+    "restart_grace": Key(_seconds),
     "fencing": Key(_nested(Fencing, _FENCING)),
     "tiebreaker": Key(_nested(Tiebreaker, _TIEBREAKER)),
 }

@@ -118,7 +118,9 @@ class Engine:
         return all(r.state is RState.STOPPED and r.in_flight is None for r in self._res.values())
 
     def role(self) -> str:
-        """active / starting / failed / stopping / standby, as `hafctl status` shows it."""
+        """active / starting / failed / stopping / standby / probing, as `hafctl status` shows it."""
+        if self.probing():
+            return "probing"
         if self.target_active:
             if self.blocked():
                 return "failed"
