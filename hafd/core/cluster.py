@@ -420,6 +420,10 @@ class ClusterCore:
         acts: list[Act] = []
         if self.s.fencing:
             pending = sorted(p for p in self.unclean if p not in self.membership.alive_peers())
+            if pending and self._in_startup_wait(now):
+                # A restarted ex-holder must not fence a peer it has not had the
+                # start-up wait to hear: the peer may well be the healthy holder.
+                return []
             waiting = False
             for p in pending:
                 f = self.fencing.setdefault(p, _Fencing())
