@@ -391,7 +391,8 @@ class ClusterCore:
             ):
                 self.reannounce_pending = False
                 acts.append(Reannounce(f"won the split brain; {', '.join(d.losers)} stopped"))
-            self.decided = True
+            # Decided only once it took the role: a node still waiting (to fence, or for
+            # a busy peer) must still stop its adopted resources if the role goes elsewhere.
             return acts
         keep = (
             d.active is None
