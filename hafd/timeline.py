@@ -41,22 +41,29 @@ class TimelineRecorder:
         self.current: Timeline | None = None
         self.last: Timeline | None = None
         self.pending_trigger: tuple[str, float, float] | None = None
+        self.pending_phases: list[tuple[str, float, dict[str, Any]]] = []  # e.g. fencing, before the takeover
 
     def trigger(self, what: str, now_mono: float) -> None:
         """Remember the newest cause; a takeover that follows is attributed to it."""
         self.pending_trigger = (what, now_mono, time.time() - (time.monotonic() - now_mono))
+        self.pending_phases = []
 
     def begin(self, now_mono: float, reason: str) -> None:
         what, t0, w0 = self.pending_trigger or (reason, now_mono, time.time())
         self.current = Timeline(what, t0, w0)
         if self.pending_trigger:
             self.current.add("trigger", t0, reason=what)
+        for name, at, detail in self.pending_phases:
+            self.current.add(name, at, **detail)
         self.current.add("elected", now_mono, reason=reason)
         self.pending_trigger = None
+        self.pending_phases = []
 
     def phase(self, name: str, now_mono: float, **detail: Any) -> None:
         if self.current is not None:
             self.current.add(name, now_mono, **detail)
+        elif self.pending_trigger is not None:
+            self.pending_phases.append((name, now_mono, detail))
 
     def finish(self, now_mono: float) -> None:
         if self.current is not None:
