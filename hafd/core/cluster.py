@@ -133,6 +133,7 @@ class ClusterCore:
         self.tiebreaker_ok: bool | None = False if s.tiebreaker else None
         self.requested_target: str | None = None
         self.requested_until = 0.0
+        self.resend_at: float | None = None  # when to repeat the pending switchover request
         self.fencing: dict[str, _Fencing] = {}
         self.fenced: set[str] = set()  # fenced since they were lost (status)
         # Peers that may run resources without us seeing them: never heard, or lost.
@@ -187,6 +188,11 @@ class ClusterCore:
         if self.requested_target and now >= self.requested_until:
             acts.append(Note("switchover_expired", f"the switchover to {self.requested_target} did not happen in time"))
             self.requested_target = None
+        if self.requested_target and self.resend_at is not None and now >= self.resend_at:
+            # A command is one datagram: lost, or dropped by the replay guard when the
+            # heartbeat sent right after it overtakes it.  Repeat it until it is done.
+            acts.append(SendCommand(Command("failover", self.requested_target)))
+            self.resend_at = now + self.s.interval
         return acts + self._decide(now)
 
     def engine_changed(self, role: str, has_failed_resource: bool, now: float) -> list[Act]:
@@ -263,6 +269,9 @@ class ClusterCore:
     def _accept_switchover(self, target: str, now: float, by: str) -> list[Act]:
         self.requested_target = target
         self.requested_until = now + SWITCHOVER_TIMEOUT
+        # Every node holding the request repeats it: a peer that missed it (or restarted
+        # since) would otherwise elect another node while this one waits for the target.
+        self.resend_at = now + self.s.interval
         return [Note("switchover_requested", f"switchover to {target} requested on {by}")] + self._decide(now)
 
     def _on_command(self, sender: str, cmd: Command, now: float) -> list[Act]:
@@ -458,6 +467,8 @@ class ClusterCore:
         times += [f.retry_at for f in self.fencing.values() if f.state == "failed"]
         if self.requested_target:
             times.append(self.requested_until)
+            if self.resend_at is not None:
+                times.append(self.resend_at)
         return min(times) if times else None
 
     def status(self, now: float) -> dict[str, Any]:
