@@ -175,11 +175,31 @@ class ClusterCore:
     def on_message(self, msg: Message, link: str, now: float) -> list[Act]:
         """An authenticated, admitted message from a peer."""
         acts: list[Act] = [self._membership_note(e) for e in self.membership.on_heartbeat(msg.sender, link, msg, now)]
-        for e in self._events_only(acts):
+        events = self._events_only(acts)
+        for e in events:
             self._on_membership(e)
         if isinstance(msg.body, Command):
             acts += self._on_command(msg.sender, msg.body, now)
+        back = any(e.kind is EventKind.PEER_UP for e in events)
+        if back and isinstance(msg.body, Heartbeat):
+            acts += self._check_returning_peer(msg.sender, msg.body, now)
         return acts + self._decide(now)
+
+    def _check_returning_peer(self, peer: str, hb: Heartbeat, now: float) -> list[Act]:
+        """A peer that comes back already holding or releasing the role, while we held it,
+        ran resources while we could not see each other: a split brain, even if it has
+        already started stepping down by the time we hear it (then the election never
+        sees two holders, but the VIP must still be re-announced from here)."""
+        if not (self.decided and self.target_active) or hb.restarting:
+            return []
+        if hb.role not in (Role.ACTIVE, Role.STARTING, Role.STOPPING):
+            return []
+        reason = (f"split brain: {peer} comes back {hb.role.name.lower()} while {self.s.local} holds the role; "
+                  f"they ran resources at the same time while apart")
+        self.reannounce_pending = True
+        if self.split_brain is None:
+            self.split_brain = {"at": now, "reason": reason, "winner": None, "losers": [peer]}
+        return [Note("split_brain", reason, "error", {"peer": peer})]
 
     def tick(self, now: float) -> list[Act]:
         acts: list[Act] = [self._membership_note(e) for e in self.membership.tick(now)]
@@ -416,6 +436,7 @@ class ClusterCore:
             return acts  # no node can take over: keep what still runs here
         if self.target_active or not self.decided:
             self.target_active = False
+            self.reannounce_pending = False
             self.decided = True
             why = d.reason if d.active != local else "stepping down"
             self.role_reason = why
