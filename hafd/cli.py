@@ -235,6 +235,42 @@ def cmd_daemon(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def drbd_handler_args(env: Mapping[str, str]) -> dict[str, str]:
+    """What DRBD tells its fence-peer handler through the environment (see drbd.md)."""
+    args: dict[str, str] = {}
+    if env.get("DRBD_RESOURCE"):
+        args["resource"] = env["DRBD_RESOURCE"]
+    peer_id = env.get("DRBD_PEER_NODE_ID")
+    if peer_id and env.get(f"DRBD_NODE_ID_{peer_id}"):
+        args["peer"] = env[f"DRBD_NODE_ID_{peer_id}"]
+    return args
+
+
+def cmd_drbd_handler(ns: argparse.Namespace) -> int:
+    """DRBD's fence-peer / after-resync-target handler: the exit code is the answer.
+
+    Any failure to reach hafd exits 1, which DRBD treats as "helper broken": it
+    aborts the state change and keeps I/O frozen — the safe answer when we cannot
+    tell whether the peer still writes.
+    """
+    socket_path, _ = (ns.socket, None) if ns.socket else _from_config(ns.config, "control_socket", DEFAULT_SOCKET)
+    args = drbd_handler_args(os.environ)
+    if getattr(ns, "resource", None):
+        args["resource"] = ns.resource
+    if getattr(ns, "peer", None) and ns.command == "fence-peer":
+        args["peer"] = ns.peer
+    if ns.command == "unfence-peer":
+        args.pop("peer", None)
+    try:
+        result = call(socket_path, ns.command, args, timeout=ns.timeout or COMMAND_TIMEOUT)
+    except ClientError as exc:
+        print(f"hafctl: {ns.command}: {exc.message}", file=sys.stderr)
+        return 1
+    print(result.get("message", f"{ns.command}: ok"))
+    code = result.get("exit_code", 0)
+    return code if isinstance(code, int) and 0 <= code <= 255 else 1
+
+
 def cmd_check_config(ns: argparse.Namespace) -> int:
     path = ns.path or ns.config
     try:
@@ -337,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("failover", help="move the service to the other node")
     p.add_argument("--to", metavar="NODE", help="target node (default: the peer)")
     p.set_defaults(func=cmd_daemon)
+    p = sub.add_parser("fence-peer", help="DRBD fence-peer handler (exit 4: peer outdated, 7: fenced, 5: unreachable)")
+    p.add_argument("--resource", metavar="RES", help="DRBD resource (default: $DRBD_RESOURCE)")
+    p.add_argument("--peer", metavar="NODE", help="peer node (default: from $DRBD_PEER_NODE_ID)")
+    p.set_defaults(func=cmd_drbd_handler)
+    p = sub.add_parser("unfence-peer", help="DRBD after-resync-target handler: this node may take over again")
+    p.add_argument("--resource", metavar="RES", help="DRBD resource (default: $DRBD_RESOURCE)")
+    p.set_defaults(func=cmd_drbd_handler)
     p = sub.add_parser("check-config", help="validate a configuration file offline")
     p.add_argument("path", nargs="?", metavar="PATH", help="file to check (default: --config)")
     p.set_defaults(func=cmd_check_config)

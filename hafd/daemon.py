@@ -99,6 +99,7 @@ class Daemon:
             epoch=int(saved.get("epoch", 0)),
             was_active=bool(saved.get("was_active", False)),
             standby=bool(saved.get("standby", False)),
+            outdated=saved.get("outdated") if isinstance(saved.get("outdated"), str) else None,
         )
         self.guard = codec.ReplayGuard(config.nodes, self.node, hold=config.cluster.deadtime)
         self.boot_id = codec.new_boot_id()
@@ -430,6 +431,12 @@ class Daemon:
             return self.reload()
         if command == "failover":
             return await self._failover(args.get("to"))
+        if command == "fence-peer":
+            return await self._drbd_fence_peer(args.get("resource") or "drbd", args.get("peer"))
+        if command == "unfence-peer":
+            res = args.get("resource") or "drbd"
+            self.apply(self.core.set_outdated(None, f"DRBD resynced {res} here (after-resync-target)", time.monotonic()))
+            return {"message": f"{self.node} may take over again ({res} is in sync)", "exit_code": 0}
         raise RequestError("unknown_command", f"unknown command {command!r}")
 
     async def _standby(self, node: str, on: bool) -> dict[str, Any]:
@@ -448,6 +455,41 @@ class Daemon:
                 return {"message": f"{node} is {word}", "node": node, "standby": on}
             await asyncio.sleep(self.config.cluster.interval)
         raise RequestError("invalid_argument", f"asked {node} to go {word}, but it has not confirmed (is it online?)")
+
+    async def _drbd_fence_peer(self, resource: str, peer: str | None) -> dict[str, Any]:
+        """DRBD lost the replication link; answer with DRBD's handler exit codes (drbd.md).
+
+        4: the peer is alive here, so only replication broke: it is marked outdated
+        cluster-wide and may not take over.  7: hafd fenced it.  5: it is gone and
+        could not be fenced (DRBD then proceeds only with an UpToDate local disk).
+        6: the peer is the active node: DRBD outdates us instead.
+        """
+        peers = [p.name for p in self.config.peers()]
+        if peer not in peers:
+            if peer is not None and peer not in self.config.nodes:
+                log.warning("fence_peer_unknown_name", peer=peer, using=peers)
+            if len(peers) != 1:
+                raise RequestError("unknown_node", f"cannot tell which peer DRBD means ({peer!r}); pass --peer")
+            peer = peers[0]
+        log.warning("drbd_fence_peer", resource=resource, peer=peer)
+        alive = peer in self.core.membership.alive_peers()
+        if alive:
+            hb = self.core.membership.heartbeat_of(peer)
+            if hb is not None and hb.role in (codec.Role.ACTIVE, codec.Role.STARTING) and not self.core.target_active:
+                return {"message": f"{peer} is the active node: outdate ourselves", "exit_code": 6}
+            self.apply(self.core.outdate_peer(peer, resource))
+            return {"message": f"{peer} is reachable over the HA links; marked outdated for {resource}", "exit_code": 4}
+        if peer in self.core.fenced:
+            return {"message": f"{peer} was fenced by hafd", "exit_code": 7}
+        f = self.config.cluster.fencing
+        if f is not None:
+            argv = [part.replace("{peer}", peer) for part in f.command]
+            r = await run(argv, timeout=f.timeout)
+            if r.ok:
+                self.core.fenced.add(peer)
+                return {"message": f"{peer} fenced ({argv[0]} exited 0)", "exit_code": 7}
+            log.error("drbd_fence_peer_failed", peer=peer, error=r.describe())
+        return {"message": f"{peer} is unreachable and not fenced", "exit_code": 5}
 
     async def _failover(self, target: str | None) -> dict[str, Any]:
         t0 = time.monotonic()
@@ -518,6 +560,9 @@ class Daemon:
                 if not n["local"] and n.get("role") in ("active", "starting"):
                     active = name
         warnings = list(self.config.warnings)
+        if self.core.outdated:
+            warnings.append(f"{self.node}'s {self.core.outdated} data is outdated (DRBD fence-peer): it cannot take over "
+                            "until DRBD resyncs it (after-resync-target runs `hafctl unfence-peer`)")
         if self.core.standby:
             warnings.append(f"{self.node} is in standby: it runs nothing until `hafctl unstandby`")
         if cl["split_brain"]:

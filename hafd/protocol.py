@@ -74,6 +74,8 @@ COMMANDS: Mapping[str, Mapping[str, str]] = {
     "cleanup": {"resource": "the resource whose failures to forget (default: all)"},
     "reload": {},
     "failover": {"to": "the node to move the service to (default: the peer)"},
+    "fence-peer": {"resource": "the DRBD resource (DRBD_RESOURCE)", "peer": "the peer's host name (from DRBD_NODE_ID_*)"},
+    "unfence-peer": {"resource": "the DRBD resource (DRBD_RESOURCE)"},
 }
 
 

@@ -354,3 +354,29 @@ def test_a_key_readable_by_others_is_refused(pair: Pair) -> None:
     r = subprocess.run(["ip", "netns", "exec", pair.ns.name, HAFD, "--config", str(pair.one.cfg), "--node", "nodeone"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "readable by others" in r.stderr
+
+
+def test_drbd_fence_peer_handler_outdates_a_reachable_peer_until_resync(pair: Pair) -> None:
+    start_both(pair, fencing=False)
+    env = {**os.environ, "DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "1", "DRBD_NODE_ID_0": "nodeone",
+           "DRBD_NODE_ID_1": "nodetwo"}
+    r = subprocess.run([HAFCTL, "--socket", str(pair.one.dir / "hafd.sock"), "fence-peer"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 4, r.stdout + r.stderr  # peer outdated at resource level
+    pair.wait(lambda: any("outdated" in w for w in (pair.two.status() or {}).get("warnings", [])), "outdated shown")
+    # An outdated node must not take over, even when the active node goes to standby.
+    assert pair.one.ctl("standby").returncode == 0
+    pair.wait(lambda: pair.role(pair.one) == "standby", "nodeone stopped")
+    s = pair.two.status()
+    assert s is not None and s["role"] == "standby" and "no node is eligible" in s["decision"]
+    assert not pair.two.running()
+    r = subprocess.run([HAFCTL, "--socket", str(pair.two.dir / "hafd.sock"), "unfence-peer"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    pair.wait(lambda: pair.role(pair.two) == "active", "nodetwo takes over once resynced")
+
+
+def test_fence_peer_without_a_daemon_says_helper_broken(tmp_path: Path) -> None:
+    r = subprocess.run([HAFCTL, "--socket", str(tmp_path / "none.sock"), "fence-peer"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1  # DRBD: "fence-peer helper broken" -> keep I/O frozen

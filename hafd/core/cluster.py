@@ -112,6 +112,7 @@ class ClusterCore:
         epoch: int = 0,
         was_active: bool = False,
         standby: bool = False,
+        outdated: str | None = None,
     ) -> None:
         s = settings
         self.s = s
@@ -125,6 +126,9 @@ class ClusterCore:
         self.epoch = epoch
         self.was_active = was_active
         self.standby = standby
+        # Set by a peer's DRBD fence-peer handler: our replica may be stale, so we must
+        # not take over until DRBD has resynced us (after-resync-target clears it).
+        self.outdated = outdated
         self.startup_until = now + s.startup_wait
         self.decided = False  # no decision yet: adopted resources are neither kept nor stopped
         self.target_active = False
@@ -165,7 +169,7 @@ class ClusterCore:
             priority=self.s.priorities[self.s.local],
             active_view=self.decision.active or "",
             standby=self.standby,
-            has_failed_resource=self.has_failed_resource,
+            has_failed_resource=self.has_failed_resource or self.outdated is not None,
             tiebreaker_ok=self.tiebreaker_ok,
             restarting=not self.decided,  # undecided: just (re)started
         )
@@ -260,6 +264,16 @@ class ClusterCore:
         what = "standby" if on else "back in service"
         return [Note("standby_changed", f"{node} is {what} (operator)"), self._persist(), SendNow()] + self._decide(now)
 
+    def outdate_peer(self, peer: str, resource: str) -> list[Act]:
+        """DRBD lost its replication link to a peer we still see: mark the peer outdated."""
+        return [Note("peer_outdated", f"{peer} is marked outdated for {resource} (DRBD fence-peer)", "warning"),
+                SendCommand(Command("outdate", {"node": peer, "resource": resource}))]
+
+    def set_outdated(self, resource: str | None, why: str, now: float) -> list[Act]:
+        self.outdated = resource
+        level = "warning" if resource else "info"
+        return [Note("outdated_changed", why, level), self._persist(), SendNow()] + self._decide(now)
+
     def request_switchover(self, target: str | None, now: float) -> tuple[str | None, list[Act]]:
         """`hafctl failover [--to NODE]` on any node: returns (error, acts)."""
         current = self._current_holder()
@@ -303,6 +317,11 @@ class ClusterCore:
             if self.requested_target == cmd.arg:
                 return []
             return self._accept_switchover(cmd.arg, now, sender)
+        if cmd.command == "outdate" and isinstance(cmd.arg, dict) and cmd.arg.get("node") == self.s.local:
+            res = str(cmd.arg.get("resource") or "drbd")
+            if self.outdated == res:
+                return []
+            return self.set_outdated(res, f"{sender}'s DRBD fence-peer handler outdated {res} here", now)
         if cmd.command == "clear-split-brain":
             self.split_brain = None
             return []
@@ -361,7 +380,7 @@ class ClusterCore:
             role=role,
             epoch=self.epoch,
             standby=self.standby,
-            has_failed_resource=self.has_failed_resource,
+            has_failed_resource=self.has_failed_resource or self.outdated is not None,
             tiebreaker_ok=self.tiebreaker_ok,
             config_hash=self.s.config_hash,
         )
@@ -479,7 +498,8 @@ class ClusterCore:
         return acts
 
     def _persist(self) -> Persist:
-        return Persist({"epoch": self.epoch, "was_active": self.was_active, "standby": self.standby})
+        return Persist({"epoch": self.epoch, "was_active": self.was_active, "standby": self.standby,
+                        "outdated": self.outdated})
 
     def next_deadline(self, now: float) -> float | None:
         times = [t for t in (self.membership.next_deadline(),) if t is not None]
@@ -538,6 +558,7 @@ class ClusterCore:
             "requested_target": self.requested_target,
             "split_brain": self.split_brain,
             "epoch": self.epoch,
+            "outdated": self.outdated,
         }
 
     def clear_split_brain(self) -> list[Act]:
