@@ -36,11 +36,17 @@ KEY = b"5e6f1d2c3b4a59687766554433221100ffeeddccbbaa99887766554433221100"
 pytestmark = requires_root
 
 
-def config(root: Path, node: str, port: int, *, fencing: bool, failback: bool = False) -> str:
+def config(root: Path, node: str, port: int, *, fencing: bool, failback: bool = False, tiebreaker: str | None = None,
+           threshold: int = 3) -> str:
     fence = f"""
           fencing:
             command: [{sys.executable}, {FENCE}, "{{peer}}"]
             timeout: 5""" if fencing else ""
+    if tiebreaker:
+        fence += f"""
+          tiebreaker:
+            ping: {tiebreaker}
+            interval: 0.2"""
     res = [sys.executable, RES]
     return textwrap.dedent(
         f"""\
@@ -70,6 +76,7 @@ def config(root: Path, node: str, port: int, *, fencing: bool, failback: bool = 
             command: [{sys.executable}, -c, "import time; time.sleep(3600)"]
             requires: [base]
             monitor_interval: 0.5
+            migration_threshold: {threshold}
         """
     )
 
@@ -83,6 +90,7 @@ class Node:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def write_config(self, **kw: Any) -> None:
+        kw.setdefault("fencing", False)
         self.cfg.write_text(config(self.pair.root, self.name, self.pair.port, **kw))
 
     def start(self) -> None:
@@ -380,3 +388,53 @@ def test_fence_peer_without_a_daemon_says_helper_broken(tmp_path: Path) -> None:
     r = subprocess.run([HAFCTL, "--socket", str(tmp_path / "none.sock"), "fence-peer"], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 1  # DRBD: "fence-peer helper broken" -> keep I/O frozen
+
+
+def test_a_resource_failing_past_its_threshold_moves_the_service(pair: Pair) -> None:
+    start_both(pair, threshold=0)  # the first failure gives up locally
+    pid = pair.one.app_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    pair.wait(lambda: pair.role(pair.two) == "active", "nodetwo takes over")
+    s1 = pair.one.status()
+    assert s1 is not None and s1["resources"]["app"]["state"] == "failed"
+    assert not pair.one.running()  # the whole graph stopped on the failed node
+    s2 = pair.two.status()
+    assert s2 is not None and "has a failed resource" in s2["reason"]
+
+
+def test_a_node_that_cannot_reach_the_tiebreaker_does_not_serve(pair: Pair) -> None:
+    # 192.0.2.1 (TEST-NET) has no route in the test namespace: ping fails at once.
+    start_nodes = pair.nodes()
+    for n in start_nodes:
+        n.write_config(tiebreaker="192.0.2.1")
+        n.start()
+    pair.wait(lambda: (pair.one.status() or {}).get("role") == "standby"
+              and "cannot reach the tiebreaker" in (pair.one.status() or {}).get("decision", ""), "nobody eligible")
+    assert not pair.one.running() and not pair.two.running()
+
+
+def test_a_tiebreaker_that_answers_lets_the_cluster_run(pair: Pair) -> None:
+    for n in pair.nodes():
+        n.write_config(tiebreaker="127.0.0.1")
+        n.start()
+    pair.wait(lambda: pair.role(pair.one) == "active", "nodeone active")
+    s = pair.one.status()
+    assert s is not None and not any("no fencing and no tiebreaker" in w for w in s["warnings"])
+
+
+def test_a_config_mismatch_is_shown_on_both_nodes(pair: Pair) -> None:
+    # With no holder, nobody starts while a healthy node with another config is
+    # visible (each side could pick itself), so nodeone starts first and alone.
+    pair.one.write_config()
+    pair.two.write_config(threshold=7)
+    pair.one.start()
+    pair.wait(lambda: pair.role(pair.one) == "active", "nodeone active alone")
+    pair.two.start()
+    for n, other in ((pair.one, "nodetwo"), (pair.two, "nodeone")):
+        pair.wait(lambda: (n.status() or {}).get("nodes", {}).get(other, {}).get("config_match") is False, "mismatch")
+        assert any("different configuration" in w for w in n.status()["warnings"])  # type: ignore[index]
+    # A mismatched node does not take over: stop nodeone's resources via standby.
+    assert pair.one.ctl("standby").returncode == 0
+    pair.wait(lambda: pair.role(pair.one) == "standby", "nodeone standby")
+    assert pair.role(pair.two) == "standby" and not pair.two.running()

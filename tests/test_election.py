@@ -76,9 +76,10 @@ CASES: list[tuple[str, ElectionInput, str | None, str]] = [
     ("mismatched holder keeps the role", inp(nodeone=ONE, nodetwo=n(TWO, config_hash=OTHER, **ACT)), "nodetwo",
      "nodetwo stays active: it already holds the role and has a different configuration than nodeone, "
      "so no node takes over from it until the configurations agree"),
-    ("mismatched standby peer does not block", inp(nodeone=ONE, nodetwo=n(TWO, config_hash=OTHER, standby=True)),
-     "nodeone", "nodeone becomes active: it is the only eligible node "
-     "(nodetwo is in standby and has a different configuration than nodeone)"),
+    ("a visible mismatch blocks any takeover, even from a standby peer",
+     inp(nodeone=ONE, nodetwo=n(TWO, config_hash=OTHER, standby=True)),
+     None, "no node takes over: nodetwo has a different configuration than nodeone, "
+     "and a takeover waits until the configurations agree"),
     ("mismatched better node does not fail back", inp(nodetwo=n(TWO, **ACT), nodeone=n(ONE, config_hash=OTHER),
      local="nodetwo", failback=True), "nodetwo", "nodetwo stays active: it already holds the role"),
     # --- start-up wait

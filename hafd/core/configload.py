@@ -221,7 +221,7 @@ _COMMON = {
     "requires": Key(lambda r, n, p: n),  # names checked once every resource is known
     "monitor_interval": Key(_seconds),
     "timeout": Key(_seconds),
-    "migration_threshold": Key(_int_at_least(1)),
+    "migration_threshold": Key(_int_at_least(0)),
     "failure_timeout": Key(_seconds),
 }
 

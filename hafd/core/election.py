@@ -148,6 +148,14 @@ class _View:
                 f"no node becomes active: {_join(rivals)} {'has' if len(rivals) == 1 else 'have'} a different "
                 f"configuration than {self.v.local} and each side could pick itself{note}"
             )
+        others = [n for n in self.ranked if self.mismatched(n)]
+        if others:
+            # Symmetric: each side sees the other as mismatched, so neither takes the
+            # role anew while they disagree (a holder keeps it, above).
+            return self.nobody(
+                f"no node takes over: {_join(others)} {'has' if len(others) == 1 else 'have'} a different "
+                f"configuration than {self.v.local}, and a takeover waits until the configurations agree{note}"
+            )
         return Decision(active=name, reason=reason + note, losers=losers, epoch=self.max_epoch + 1)
 
     def nobody(self, reason: str) -> Decision:
