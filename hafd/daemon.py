@@ -284,6 +284,9 @@ class Daemon:
                     self.timeline.phase("fenced", now, peer=a.fields.get("peer"))
             elif isinstance(a, SetTarget):
                 if a.active:
+                    cause = self.timeline.pending_trigger
+                    if cause and cause[0] != "hafd started":
+                        self.core.role_reason = f"{a.reason}, after {cause[0]}"
                     self.timeline.begin(now, a.reason)
                 self.execute(self.engine.set_target(a.active, a.reason, now))
                 self._engine_changed()

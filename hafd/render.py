@@ -100,6 +100,9 @@ def _links(links: Any, now: float) -> str:
             text += f" {loss * 100:.0f}% loss"
         if state != "up" and "last_seen" in info:
             text += f" (last seen {_ago(info.get('last_seen'), now)})"
+        ago = _num(info.get("last_seen_ago"))
+        if state != "up" and "last_seen_ago" in info:
+            text += f" (last heard {format_duration(ago)} ago)" if ago is not None else " (never heard)"
         parts.append(text)
     return ", ".join(parts) or "-"
 
@@ -133,6 +136,13 @@ def _header(status: Mapping[str, Any], now: float) -> list[str]:
     reason = status.get("reason")
     if reason:
         lines.append(f"  why: {_clean(reason)}")
+    decision = status.get("decision")
+    if decision and decision != reason:
+        lines.append(f"  election now: {_clean(decision)}")
+    rejected = _dict(status.get("rejected_packets"))
+    if rejected:
+        counts = ", ".join(f"{_clean(k)} {_clean(v)}" for k, v in sorted(rejected.items()))
+        lines.append(f"  rejected packets: {counts}")
     return lines
 
 
@@ -187,22 +197,30 @@ def _failover(status: Mapping[str, Any], now: float) -> list[str]:
     if not isinstance(fo, Mapping) or not fo:
         return []
     started = _num(fo.get("started_at"))
-    line = "Last failover:"
+    line = "Last takeover:"
     if started is not None:
         line += f" {format_time(started, now)} ({_ago(started, now)})"
-    if fo.get("reason"):
-        line += f": {_clean(fo.get('reason'))}"
+    why = fo.get("trigger") or fo.get("reason")
+    if why:
+        line += f": {_clean(why)}"
+    if fo.get("finished") is False:
+        line += " [in progress]"
     phases = fo.get("phases")
     parts = []
     total = 0.0
     if isinstance(phases, Sequence) and not isinstance(phases, str):
         for phase in phases:
             phase = _dict(phase)
+            at = _num(phase.get("at"))
             duration = _num(phase.get("duration"))
-            total += duration or 0.0
-            parts.append(
-                f"{_clean(phase.get('name', '?'))} {format_duration(duration) if duration is not None else '?'}"
-            )
+            if at is not None:  # offsets from the trigger (hafd >= 0.1)
+                total = max(total, at)
+                parts.append(f"{_clean(phase.get('name', '?'))} +{format_duration(at)}")
+            else:
+                total += duration or 0.0
+                parts.append(
+                    f"{_clean(phase.get('name', '?'))} {format_duration(duration) if duration is not None else '?'}"
+                )
     lines = ["", line]
     if parts:
         lines.append(f"  took {format_duration(total)}: " + ", ".join(parts))

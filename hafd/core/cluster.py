@@ -130,6 +130,7 @@ class ClusterCore:
         # not take over until DRBD has resynced us (after-resync-target clears it).
         self.outdated = outdated
         self.startup_until = now + s.startup_wait
+        self.startup_over_for_good = False
         self.decided = False  # no decision yet: adopted resources are neither kept nor stopped
         self.target_active = False
         self.engine_role = "stopping"  # until the daemon reports the engine's role
@@ -386,9 +387,16 @@ class ClusterCore:
         )
 
     def _in_startup_wait(self, now: float) -> bool:
+        """Over for good once the time is up or every peer has been heard at least once
+        (a peer lost right after that is a failover, not a reason to keep waiting)."""
+        if self.startup_over_for_good:
+            return False
         peers = [n for n in self.s.links if n != self.s.local]
-        heard_all = all(p in self.membership.alive_peers() for p in peers)
-        return now < self.startup_until and not heard_all
+        alive = self.membership.alive_peers()
+        if now >= self.startup_until or all(p in alive for p in peers):
+            self.startup_over_for_good = True
+            return False
+        return True
 
     def _decide(self, now: float) -> list[Act]:
         snap = self.membership.snapshot(now)

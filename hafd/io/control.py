@@ -204,7 +204,10 @@ class ControlServer:
         except ProtocolError as exc:
             log.info("control_bad_request", pid=pid, uid=uid, code=exc.code, error=exc.message)
             return Response.from_error(exc)
-        log.info("control_request", command=request.command, args=dict(request.args), pid=pid, uid=uid)
+        # Status polls (monitoring, watch) would drown the decisions; changes are logged.
+        (log.debug if request.command == "status" else log.info)(
+            "control_request", command=request.command, args=dict(request.args), pid=pid, uid=uid
+        )
         try:
             result = await self._handler(request.command, dict(request.args))
         except ProtocolError as exc:
