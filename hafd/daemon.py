@@ -356,8 +356,9 @@ class Daemon:
         error: str | None = None
         detail: str | None = None
         extra: dict[str, object] | None = None
+        limit = agent.timeout_for("monitor" if a.op is Op.PROBE else a.op.value) + OP_GRACE
         try:
-            async with asyncio.timeout(spec.timeout + OP_GRACE):
+            async with asyncio.timeout(limit):
                 if a.op is Op.START:
                     await agent.start()
                     outcome = Outcome.OK
@@ -372,7 +373,7 @@ class Daemon:
         except AgentError as e:
             outcome, error = Outcome.FAILED, e.message
         except TimeoutError:
-            outcome, error = Outcome.FAILED, f"{a.op.value} timed out after {spec.timeout + OP_GRACE:g}s"
+            outcome, error = Outcome.FAILED, f"{a.op.value} timed out after {limit:g}s"
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - an agent bug must not kill the daemon

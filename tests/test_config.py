@@ -193,7 +193,7 @@ REJECTIONS: list[tuple[str, str, str]] = [
     ("type missing", with_resources("a:\n  resource: r0\n"), "hafd.yaml:6: resources.a: missing required key 'type'"),
     ("type unknown", with_resources("a:\n  type: drdb\n  resource: r0\n"),
      "hafd.yaml:7: resources.a.type: unknown type 'drdb' (did you mean 'drbd'?); "
-     "known types: command, drbd, filesystem, ipaddr, process, service"),
+     "known types: command, drbd, filesystem, ipaddr, ocf, process, service"),
     ("type not text", with_resources("a:\n  type: [drbd]\n"),
      "hafd.yaml:7: resources.a.type: expected a string, got a list"),
     ("type-specific key misspelt", with_resources("a:\n  type: drbd\n  resourse: r0\n"),
@@ -319,7 +319,7 @@ REJECTIONS: list[tuple[str, str, str]] = [
      "hafd.yaml:6: programs.drbdadm: must be an absolute path (starting with /), got 'drbdadm'"),
     ("program unknown", "cluster: {name: c}\n" + _NODES + "programs:\n  sytemctl: /bin/systemctl\n",
      "hafd.yaml:6: programs.sytemctl: unknown key 'sytemctl' (did you mean 'systemctl'?); "
-     "known keys: drbdadm, mount, ping, service, systemctl, umount"),
+     "known keys: drbdadm, mount, ocf_root, ping, service, systemctl, umount"),
 ]
 
 
@@ -552,7 +552,11 @@ def test_resource_types_table_matches_params() -> None:
     for name, kind in RESOURCE_TYPES.items():
         fields = {f.name for f in dataclasses.fields(kind.params)}
         assert set(kind.keys) == fields, name
-        required = {f.name for f in dataclasses.fields(kind.params) if f.default is dataclasses.MISSING}
+        required = {
+            f.name
+            for f in dataclasses.fields(kind.params)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
         assert {k for k, spec in kind.keys.items() if spec.required} == required, name
 
 
@@ -585,3 +589,31 @@ def test_mutated_design_only_raises_config_error(edits: list[tuple[int, int, str
         assert isinstance(parse_config(text, node="nodeone"), Config)
     except ConfigError as exc:
         assert exc.issues and all(isinstance(i, ConfigIssue) and i.line >= 0 for i in exc.issues)
+
+
+def test_ocf_resources_take_an_agent_and_string_params() -> None:
+    from hafd.core.config import OcfParams
+
+    cfg = parse_config(
+        "cluster: {name: c}\nnodes:\n  a: {links: [192.0.2.1]}\nresources:\n  ip:\n    type: ocf\n"
+        "    agent: ocf:heartbeat:IPaddr2\n    params: {ip: 10.10.101.1, cidr_netmask: 24, lvs_support: false}\n"
+    )
+    p = cfg.resources["ip"].params
+    assert isinstance(p, OcfParams)
+    assert (p.agent, p.provider, p.kind) == ("heartbeat:IPaddr2", "heartbeat", "IPaddr2")
+    assert dict(p.params) == {"ip": "10.10.101.1", "cidr_netmask": "24", "lvs_support": "false"}
+    assert cfg.resources["ip"].timeout_set is False
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("    agent: IPaddr2\n", "resources.ip.agent: 'IPaddr2' is not an OCF agent name: use PROVIDER:TYPE"),
+        ("    agent: heartbeat:IPaddr2\n    params: {ip: [1, 2]}\n", "resources.ip.params.ip: expected a scalar value"),
+        ("    agent: heartbeat:IPaddr2\n    params: {'bad-name': x}\n", "resources.ip.params.bad-name: parameter names"),
+    ],
+)
+def test_ocf_rejections(body: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config("cluster: {name: c}\nnodes:\n  a: {links: [192.0.2.1]}\nresources:\n  ip:\n    type: ocf\n" + body)
+    assert message in str(e.value)

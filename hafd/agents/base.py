@@ -94,6 +94,11 @@ class Agent(abc.ABC):
     async def monitor(self) -> Status:
         """Report the resource's health; raise AgentError only if the check could not run."""
 
+    def timeout_for(self, op: str) -> float:
+        """The time limit of one operation ("start", "stop", "monitor"); agents whose
+        programs advise their own timeouts (OCF meta-data) override this."""
+        return self.resource.timeout
+
     async def announce(self) -> None:
         """Tell the network again that this node holds the resource (only addresses do)."""
 

@@ -12,6 +12,7 @@ from hafd.agents.command import CommandAgent
 from hafd.agents.drbd import DrbdAgent
 from hafd.agents.filesystem import FilesystemAgent
 from hafd.agents.ipaddr import IpaddrAgent
+from hafd.agents.ocf import OcfAgent
 from hafd.agents.process import ProcessAgent
 from hafd.agents.service import ServiceAgent
 from hafd.core.config import Resource
@@ -23,6 +24,7 @@ AGENTS: dict[str, type[Agent]] = {
     "service": ServiceAgent,
     "process": ProcessAgent,
     "command": CommandAgent,
+    "ocf": OcfAgent,
 }
 
 

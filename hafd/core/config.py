@@ -9,7 +9,7 @@ belong to, so the reference docs and the code cannot disagree.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 DEFAULT_CONFIG_PATH = "/etc/hafd/hafd.yaml"
@@ -74,6 +74,7 @@ class Programs:
     systemctl: str = "/bin/systemctl"
     service: str = "/usr/sbin/service"
     ping: str = "/bin/ping"
+    ocf_root: str = "/usr/lib/ocf"  # OCF_ROOT: resource.d/PROVIDER/TYPE are the agents
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,24 @@ class CommandParams:
     monitor: tuple[str, ...]
 
 
-ResourceParams = DrbdParams | FilesystemParams | IpaddrParams | ServiceParams | ProcessParams | CommandParams
+@dataclass(frozen=True)
+class OcfParams:
+    """An OCF resource agent run unchanged: `agent` is PROVIDER:TYPE (e.g. heartbeat:IPaddr2),
+    `params` become OCF_RESKEY_* variables."""
+
+    agent: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def provider(self) -> str:
+        return self.agent.split(":")[-2]
+
+    @property
+    def kind(self) -> str:
+        return self.agent.split(":")[-1]
+
+
+ResourceParams = OcfParams | DrbdParams | FilesystemParams | IpaddrParams | ServiceParams | ProcessParams | CommandParams
 
 
 @dataclass(frozen=True)
@@ -148,6 +166,9 @@ class Resource:
     migration_threshold: int = 3
     failure_timeout: float = 300.0
     params: ResourceParams | None = None
+    # Whether `timeout` was written in the file: an OCF agent's meta-data advises
+    # timeouts, used only when the operator gave none.
+    timeout_set: bool = False
     line: int = 0  # where the resource is defined, for messages
 
 

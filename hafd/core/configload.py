@@ -22,6 +22,7 @@ import yaml
 from hafd.core.config import (
     Cluster,
     CommandParams,
+    OcfParams,
     Config,
     DrbdParams,
     Fencing,
@@ -201,7 +202,7 @@ _CLUSTER = {
     "tiebreaker": Key(_nested(Tiebreaker, _TIEBREAKER)),
 }
 
-_PROGRAMS = {name: Key(_abs) for name in ("drbdadm", "mount", "umount", "systemctl", "service", "ping")}
+_PROGRAMS = {name: Key(_abs) for name in ("drbdadm", "mount", "umount", "systemctl", "service", "ping", "ocf_root")}
 
 _READY_KEYS = {"tcp_port": Key(_port), "udp_port": Key(_port), "file": Key(_abs), "timeout": Key(_seconds)}
 
@@ -214,6 +215,35 @@ def _ready(r: Reader, n: yaml.Node, p: str) -> Any:
         got = "none" if not probes else " and ".join(probes)
         return r.error(where, p, f"needs exactly one of tcp_port, udp_port or file, got {got}")
     return ReadyCheck(**values) if ok else INVALID
+
+
+_OCF_AGENT = re.compile(r"(ocf:)?[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+")
+
+
+def _ocf_agent(r: Reader, n: yaml.Node, p: str) -> Any:
+    value = r.string(n, p)
+    if isinstance(value, str) and not _OCF_AGENT.fullmatch(value):
+        return r.error(n, p, f"{value!r} is not an OCF agent name: use PROVIDER:TYPE, e.g. heartbeat:IPaddr2")
+    return value.removeprefix("ocf:") if isinstance(value, str) else value
+
+
+def _str_map(r: Reader, n: yaml.Node, p: str) -> Any:
+    """OCF parameters: names to scalar values, passed as strings (the agents read env vars)."""
+    if is_null(n):
+        return {}
+    items = r.items(n, p)
+    if items is INVALID:
+        return INVALID
+    out: dict[str, str] = {}
+    for key, knode, vnode in items:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            r.error(knode, f"{p}.{key}", "parameter names may only contain letters, digits and '_'")
+            continue
+        if not isinstance(vnode, yaml.ScalarNode) or vnode.tag == "tag:yaml.org,2002:null":
+            r.error(vnode, f"{p}.{key}", "expected a scalar value (string, number or boolean)")
+            continue
+        out[key] = str(vnode.value)
+    return out
 
 
 _COMMON = {
@@ -246,6 +276,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         "ready": Key(_ready),
         "stop_signal": Key(_signal),
     }),
+    "ocf": ResourceType(OcfParams, {"agent": Key(_ocf_agent, required=True), "params": Key(_str_map)}),
     "command": ResourceType(CommandParams, {
         "start": Key(_argv, required=True),
         "stop": Key(_argv, required=True),
@@ -350,7 +381,8 @@ def _resource(r: Reader, name: str, knode: yaml.Node, vnode: yaml.Node) -> tuple
         return None, requires
     common = {k: v for k, v in values.items() if k in _COMMON and k not in ("type", "requires")}
     params = kind.params(**{k: v for k, v in values.items() if k in kind.keys})
-    return Resource(name=name, type=tname, params=params, line=line_of(knode), **common), requires
+    return Resource(name=name, type=tname, params=params, line=line_of(knode), timeout_set="timeout" in values,
+                    **common), requires
 
 
 def _requires(r: Reader, name: str, node: yaml.Node, defined: list[str]) -> tuple[str, ...]:
