@@ -472,16 +472,18 @@ class ClusterCore:
 
     def _try_take(self, d: Decision, nodes: dict[str, NodeState], now: float) -> list[Act]:
         local = self.s.local
+        if self._in_startup_wait(now):
+            # Rule 1 names a restarted ex-holder before it could hear its peers; what it
+            # adopted keeps running untouched (the engine waits for a target), but it
+            # starts nothing, and fences nobody, until it heard them or the wait is over:
+            # a peer may have taken over meanwhile and be the healthy holder.
+            return []
         ok, why = may_start(local, {n: s.role for n, s in nodes.items()})
         if not ok:
             return []
         acts: list[Act] = []
         if self.s.fencing:
             pending = sorted(p for p in self.unclean if p not in self.membership.alive_peers())
-            if pending and self._in_startup_wait(now):
-                # A restarted ex-holder must not fence a peer it has not had the
-                # start-up wait to hear: the peer may well be the healthy holder.
-                return []
             waiting = False
             for p in pending:
                 f = self.fencing.setdefault(p, _Fencing())
