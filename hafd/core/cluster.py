@@ -446,7 +446,10 @@ class ClusterCore:
                 n != local and s.role in (Role.ACTIVE, Role.STARTING, Role.STOPPING) for n, s in nodes.items()
             ):
                 self.reannounce_pending = False
-                acts.append(Reannounce(f"won the split brain; {', '.join(d.losers)} stopped"))
+                # The losers come from the split-brain record when the election never saw
+                # two holders (the loser was already stopping when we heard it back).
+                losers = list(d.losers) or list((self.split_brain or {}).get("losers") or [])
+                acts.append(Reannounce(f"won the split brain; {', '.join(losers)} stopped"))
             # Decided only once it took the role: a node still waiting (to fence, or for
             # a busy peer) must still stop its adopted resources if the role goes elsewhere.
             return acts
