@@ -465,6 +465,12 @@ class ClusterCore:
             self.decided = True
             return acts  # no node can take over: keep what still runs here
         if self.target_active or not self.decided:
+            if self.target_active:
+                # A fence covers the takeover it was done for: a fenced peer boots again
+                # and may serve unseen by the time this node wants the role back.
+                for p in self.fenced - set(self.membership.alive_peers()):
+                    self.unclean.add(p)
+                    self.fencing.pop(p, None)
             self.target_active = False
             self.reannounce_pending = False
             self.decided = True
