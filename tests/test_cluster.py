@@ -419,3 +419,17 @@ def test_config_hash_mismatch_is_shown_in_status_and_nobody_starts() -> None:
     st = p.cores[ONE].status(0.1)
     assert st["nodes"][TWO]["config_match"] is False
     assert st["decision"].startswith("no node becomes active: two has a different configuration")
+
+
+def test_a_fence_covers_one_takeover_only() -> None:
+    """After stepping down, a peer fenced long ago may have booted and be serving unseen."""
+    p = cold_pair(fencing=True)
+    lose_one(p, 1.0)
+    p.at(4.01).tick(TWO)
+    assert targets(p.cores[TWO].fence_done(ONE, True, "power cycled", 4.5))[0][0] is True
+    p.engine(TWO, "active")
+    assert targets(p.cores[TWO].set_standby(TWO, True, 5.0)) == [(False, "no node is eligible: two is in standby")]
+    p.engine(TWO, "standby")
+    acts = p.cores[TWO].set_standby(TWO, False, 30.0)
+    assert targets(acts) == []
+    assert fences(acts) == [(ONE, "one is lost and may still run resources; fencing it before taking over")]
