@@ -1,0 +1,156 @@
+"""Scenarios 2-5 and 12: crashes, planned switchover, resource failure, daemon restarts."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import pytest
+
+from integration.conftest import start_pair
+from integration.prober import Prober
+from integration.testbed import VIP, Node, Testbed
+
+ALL = {"vip": True, "data": True, "dhcpd": True, "primary": True}
+NONE = {"vip": False, "data": False, "dhcpd": False, "primary": False}
+
+
+def ts(event: dict[str, Any]) -> float:
+    return datetime.datetime.fromisoformat(event["timestamp"]).timestamp()
+
+
+def ops(events: list[dict[str, Any]], op: str, outcome: str | None = "ok") -> list[dict[str, Any]]:
+    return [e for e in events if e.get("event") == "operation" and e.get("op") == op
+            and (outcome is None or e.get("outcome") == outcome)]
+
+
+def all_started(node: Node) -> bool:
+    s = node.status()
+    return s is not None and s["role"] == "active" and all(r["state"] == "started" for r in s["resources"].values())
+
+
+def watch_dual_active(bed: Testbed, seconds: float, every: float = 0.02) -> list[tuple[float, list[str]]]:
+    """Sample the kernel facts of both nodes; every moment something ran on both."""
+    seen = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        both = bed.dual_active()
+        if both:
+            seen.append((time.monotonic(), both))
+        time.sleep(every)
+    return seen
+
+
+def test_crash_of_the_active_node_the_client_keeps_its_address(bed: Testbed, prober_for: Callable[..., Prober]) -> None:
+    start_pair(bed)
+    lease = bed.dhclient()
+    assert lease["reason"] == "BOUND" and lease["domain"] == "nodeone"
+    p = prober_for(bed)
+    assert p.wait_for(lambda e: e["type"] == "ACK" and e["domain"] == "nodeone", 5.0)
+    t_crash = bed.crash(bed.one)
+    bed.wait(lambda: all_started(bed.two), "nodetwo active with everything started", 10.0)
+    ack = p.wait_for(lambda e: e["type"] == "ACK" and e["domain"] == "nodetwo", 10.0, since=t_crash)
+    assert ack is not None and ack["server_id"] == VIP
+    assert bed.two.serving() == ALL and not bed.one.powered
+    s = bed.two.status()
+    assert s is not None and s["nodes"]["nodeone"]["state"] == "lost"
+    assert all(r["state"] == "started" and not r.get("failures") for r in s["resources"].values())
+    tl = s["last_failover"]
+    assert tl and tl["finished"] and "nodeone lost" in tl["trigger"]
+    # The lease survived on /data: the client asks for its address again and gets it from nodetwo.
+    again = bed.dhclient()
+    assert again["ip"] == lease["ip"], (lease, again)
+    assert again["domain"] == "nodetwo" and again["server"] == VIP
+    print(f"\ncrash -> first ACK from nodetwo: {(ack['mono'] - t_crash) * 1000:.0f} ms; lease {lease['ip']} kept")
+
+
+def test_hafctl_failover_stops_the_old_node_fully_in_reverse_order(bed: Testbed,
+                                                                      prober_for: Callable[..., Prober]) -> None:
+    start_pair(bed)
+    p = prober_for(bed)
+    assert p.wait_for(lambda e: e["type"] == "ACK" and e["domain"] == "nodeone", 5.0)
+    m1, m2 = bed.one.mark_log(), bed.two.mark_log()
+    t0 = time.monotonic()
+    r = bed.one.hafctl("failover", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "nodetwo is active" in r.stdout
+    bed.wait_roles(bed.two, 10.0)
+    assert bed.one.serving() == NONE and bed.two.serving() == ALL
+    stops = ops(bed.one.events_since(m1), "stop")
+    order = [e["resource"] for e in stops]
+    assert sorted(order) == ["data", "dhcpd", "drbd", "vip"], order
+    assert order[0] == "dhcpd" and order.index("data") < order.index("drbd"), order
+    starts = ops(bed.two.events_since(m2), "start")
+    assert [e["resource"] for e in starts][-1] == "dhcpd"
+    assert max(ts(e) for e in stops) <= min(ts(e) for e in starts), "nodetwo started before nodeone had stopped"
+    ack = p.wait_for(lambda e: e["type"] == "ACK" and e["domain"] == "nodetwo", 5.0, since=t0)
+    assert ack is not None
+    late = [e for e in p.snapshot(since=ack["mono"]) if e.get("domain") == "nodeone"]
+    assert late == []
+    print(f"\nswitchover: first ACK from nodetwo {(ack['mono'] - t0) * 1000:.0f} ms after `hafctl failover`")
+
+
+def test_killed_dhcpd_is_restarted_in_place_then_moves_past_the_threshold(make_bed: Callable[..., Testbed]) -> None:
+    bed = make_bed(migration_threshold=2)
+    start_pair(bed)
+    kills = 0
+    pid = bed.one.dhcpd_pid()
+    assert pid is not None
+    while kills < 5:
+        os.kill(pid, signal.SIGKILL)
+        kills += 1
+
+        def next_state() -> Any:
+            if bed.two.role() == "active":
+                return "moved"
+            new = bed.one.dhcpd_pid()
+            s = bed.one.status()
+            if new not in (None, pid) and s and s["role"] == "active" and s["resources"]["dhcpd"]["state"] == "started":
+                return new
+            return None
+
+        got = bed.wait(next_state, f"dhcpd restarted or moved after kill {kills}", 10.0, 0.02)
+        if got == "moved":
+            break
+        s = bed.one.status()
+        assert s is not None and s["resources"]["dhcpd"]["failures"] == kills
+        assert bed.two.serving() == NONE  # restarted in place: nothing moved
+        pid = got
+    assert kills == 3, f"moved after {kills} kills; migration_threshold 2 means 2 local restarts, the 3rd failure moves"
+    bed.wait(lambda: all_started(bed.two), "nodetwo active", 10.0)
+    bed.wait(lambda: bed.one.serving() == NONE, "nodeone fully stopped", 10.0)
+    s1 = bed.one.status()
+    assert s1 is not None and s1["resources"]["dhcpd"]["state"] == "failed"
+    assert bed.dual_active() == []
+
+
+def test_hafd_restart_on_the_active_node_adopts_without_interruption(bed: Testbed,
+                                                                        prober_for: Callable[..., Prober]) -> None:
+    start_pair(bed)
+    pid = bed.one.dhcpd_pid()
+    p = prober_for(bed)
+    assert p.wait_for(lambda e: e["type"] == "ACK" and e["domain"] == "nodeone", 5.0)
+    mark = bed.one.mark_log()
+    t0 = time.monotonic()
+    assert bed.stop_hafd(bed.one, signal.SIGTERM) == 0
+    # Longer than several deadtimes with hafd gone: nodetwo must not take over.
+    for _ in range(25):
+        assert bed.two.serving() == NONE and bed.two.role() == "standby"
+        time.sleep(0.04)
+    assert bed.one.dhcpd_pid() == pid and bed.one.has_vip() and bed.one.mounted()
+    bed.start_hafd(bed.one)
+    bed.wait_roles(bed.one, 15.0)
+    t1 = time.monotonic()
+    assert bed.one.dhcpd_pid() == pid, "dhcpd was restarted instead of adopted"
+    evs = bed.one.events_since(mark)
+    assert [e for e in evs if e.get("event") == "operation" and e.get("op") in ("start", "stop")] == []
+    assert any(e.get("event") == "process_adopted" for e in evs)
+    assert [e for e in bed.two.events() if e.get("event") == "operation" and e.get("op") == "start"] == []
+    acks = [e["mono"] for e in p.snapshot(since=t0 - 0.2, kind="ACK") if e["mono"] <= t1]
+    assert acks and all(e.get("domain") == "nodeone" for e in p.snapshot(since=t0, kind="ACK"))
+    gaps = [b - a for a, b in zip(acks, acks[1:])]
+    assert max(gaps, default=0) < 0.5, f"DHCP answers stopped for {max(gaps):.3f}s during the restart"
+    print(f"\nrestart: hafd down {t1 - t0:.2f}s, {len(acks)} ACKs, largest gap {max(gaps, default=0) * 1000:.0f} ms")
