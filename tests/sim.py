@@ -399,7 +399,6 @@ class Sim:
             elif a.op is Op.STOP:
                 node.world[a.resource] = "stopping"
                 self.log(f"{node.name}: stop {a.resource}")
-            node.dead_unnoticed.discard(a.resource)
             self.at(self.now + self.rng.uniform(MIN_OP, MAX_OP), "op_done", node.name, node.boot, a)
         self.handle(node, self._report(node))
 
@@ -465,6 +464,7 @@ class Sim:
             return
         assert node.engine is not None
         r = a.resource
+        node.dead_unnoticed.discard(r)  # the engine learns what this op found
         if a.op is Op.START:
             if self.sc.start_fail_prob and self.rng.random() < self.sc.start_fail_prob:
                 node.world[r], out = "failed", Outcome.FAILED
