@@ -257,7 +257,14 @@ class Node:
             return []
 
     def has_vip(self) -> bool:
-        return f"{VIP}/24" in self.addresses("eth2")
+        """The VIP is configured on eth2 and eth2 is up (an address on a downed link answers nobody)."""
+        r = run(["ip", "-j", "-n", self.ns, "-4", "addr", "show", "dev", "eth2"], check=False)
+        try:
+            links = json.loads(r.stdout or "[]")
+        except ValueError:
+            return False
+        return any("UP" in link.get("flags", []) and any(f"{a['local']}/{a['prefixlen']}" == f"{VIP}/24"
+                                                        for a in link.get("addr_info", [])) for link in links)
 
     def mounted(self) -> bool:
         """Whether /data is a mount point in the node's mount namespace (from the holder's mountinfo)."""
@@ -451,6 +458,8 @@ class Testbed:
         script = ROOT_SCRIPT.format(scratch=node.scratch, loopname=Path(self.loop).name, major=os.major(st.st_rdev),
                                     minor=os.minor(st.st_rdev), etc=node.etc, varlib=node.varlib)
         run(["nsenter", "-t", str(holder.pid), "-m", "-n", "sh", "-c", script])
+        # A fresh boot: only the fixed addresses; a VIP left by a crash or fence is gone.
+        node.ip("addr", "del", f"{VIP}/24", "dev", "eth2", check=False)
         for dev in self._devs(node):
             node.ip("link", "set", dev, "up", check=False)
         if self.drbd_state.exists():  # a reboot: DRBD comes up again, as drbd.service would
