@@ -347,8 +347,11 @@ class ClusterCore:
             self.fencing.pop(e.node, None)
             self.fenced.discard(e.node)
         elif e.kind in (EventKind.PEER_UP, EventKind.PEER_RESTARTED):
-            # Seen again: it tells us its role itself, so it needs no fencing now.
-            self.unclean.discard(e.node)
+            # Seen again: it tells us its role itself, so it needs no fencing now.  Not
+            # so a lost peer whose new boot's first word is a goodbye: it is still not
+            # alive, and a restarting daemon leaves its resources running.
+            if e.kind is EventKind.PEER_UP or e.node in self.membership.alive_peers():
+                self.unclean.discard(e.node)
             self.left_clean.discard(e.node)
             self.fencing.pop(e.node, None)
 
