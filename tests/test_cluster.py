@@ -433,3 +433,16 @@ def test_a_fence_covers_one_takeover_only() -> None:
     acts = p.cores[TWO].set_standby(TWO, False, 30.0)
     assert targets(acts) == []
     assert fences(acts) == [(ONE, "one is lost and may still run resources; fencing it before taking over")]
+
+
+def test_a_lost_peer_whose_new_boot_only_says_goodbye_still_needs_fencing() -> None:
+    p = cold_pair(fencing=True)
+    lose_one(p, 1.0)
+    p.at(4.01).tick(TWO)
+    p.cores[TWO].fence_done(ONE, False, "ipmitool: timeout", 4.1)
+    p.at(4.2).boot(ONE, epoch=1, was_active=True)
+    acts = p.send(ONE, Leaving(restarting=True))  # its daemon restarts at once, resources left running
+    assert notes(acts, "peer_restarted") and targets(acts) == []
+    # still lost and unclean: fenced anew (the old attempt's record went with the old boot)
+    assert fences(acts) == [(ONE, "one is lost and may still run resources; fencing it before taking over")]
+    assert targets(p.at(5.5).tick(TWO)) == []

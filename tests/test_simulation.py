@@ -30,6 +30,7 @@ REGRESSION_SEEDS = {
     733: "checker: a dependency killed behind the engine's back is not a dependency-order violation",
     2085: "checker: two nodes that still see each other racing on stale heartbeats is not a fencing failure",
     4168: "checker: no baseline loss once the network healed",
+    103994: "a lost peer whose new boot first said goodbye was taken as clean: takeover without fencing",
     102208: "checker: a dependency is only known dead once an op on it completed",
     101778: "a fence was reused for a later takeover after the fenced peer had rebooted unseen",
     9309: "checker: no baseline loss once the network healed",
