@@ -220,7 +220,7 @@ class Node:
         """hafctl inside the node (socket in its private /run/hafd); as `user` via setpriv if given."""
         argv = [HAFCTL, *args]
         if user is not None:
-            argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+            argv = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups", *argv]
         return run(self.enter(*argv), check=check, timeout=timeout)
 
     def status(self) -> dict[str, Any] | None:
