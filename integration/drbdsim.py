@@ -32,13 +32,16 @@ imported only where needed.
 
 from __future__ import annotations
 
+import _json  # the C half of json: `import json` costs a third of a call (re, enum, regex compiles)
+import _signal  # `signal` imports enum
 import fcntl
-import json
 import os
-import signal
 import sys
 import time
-from typing import Any, Iterator, Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Mapping
 
 FORMAT = "hafd-drbd-sim/1"
 DISK_STATES = ("Diskless", "Attaching", "Detaching", "Failed", "Negotiating", "Inconsistent", "Outdated", "DUnknown",
@@ -63,10 +66,48 @@ NO_DATA = ("Diskless", "Failed", "Attaching", "Detaching", "Negotiating", "DUnkn
 QUERY_UNKNOWN = {"status": "No such resource", "role": "Unknown resource", "dstate": "Unknown resource",
                  "cstate": "No such connection"}
 
-State = dict[str, Any]
-Res = dict[str, Any]
-Job = dict[str, Any]
-Jobs = list[Job | None]
+if TYPE_CHECKING:
+    State = dict[str, Any]
+    Res = dict[str, Any]
+    Job = dict[str, Any]
+    Jobs = list[Job | None]
+
+
+class _ScanContext:
+    """What _json.make_scanner reads from a JSONDecoder."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(word: str) -> object:
+        raise ValueError(f"{word} is not allowed here")
+
+
+def json_loads(text: str) -> object:
+    """json.loads without importing json; any trouble is re-read by json for its exact message."""
+    try:
+        obj, end = _json.make_scanner(_ScanContext())(text, len(text) - len(text.lstrip()))
+        if text[end:].strip():
+            raise ValueError("extra data")
+        return obj
+    except Exception:
+        import json
+
+        return json.loads(text)
+
+
+def json_dumps(obj: object) -> str:
+    """One line, sorted keys (json.dumps(sort_keys=True) without importing json)."""
+
+    def unserialisable(o: object) -> object:
+        raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+    enc = _json.make_encoder({}, unserialisable, _json.encode_basestring_ascii, None, ": ", ", ", True, False, False)
+    return "".join(enc(obj, 0))
 
 
 class SimError(Exception):
@@ -119,7 +160,7 @@ class Store:
         except OSError as e:
             raise SimError(f"drbd stand-in: cannot read state file {self.path}: {e.strerror}", code=EXIT_STANDIN) from None
         try:
-            state = json.loads(text)
+            state = json_loads(text)
         except ValueError as e:
             raise SimError(f"drbd stand-in: state file {self.path} is corrupt: {e}", code=EXIT_STANDIN) from None
         problem = _invalid(state)
@@ -130,7 +171,7 @@ class Store:
     def save(self, state: State) -> None:
         tmp = f"{self.path}.tmp.{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(state, f, indent=1, sort_keys=True)
+            f.write(json_dumps(state) + "\n")
         os.replace(tmp, self.path)
 
 
@@ -152,8 +193,8 @@ class _Lock:
         def expired(signum: int, frame: object) -> None:
             raise TimeoutError
 
-        old = signal.signal(signal.SIGALRM, expired)
-        signal.setitimer(signal.ITIMER_REAL, max(self.timeout, 0.001))
+        old = _signal.signal(_signal.SIGALRM, expired)
+        _signal.setitimer(_signal.ITIMER_REAL, max(self.timeout, 0.001))
         try:
             fcntl.flock(self.fd, self.op)
         except TimeoutError:
@@ -161,8 +202,8 @@ class _Lock:
             raise SimError(f"drbd stand-in: state lock {self.path} still held by another caller after "
                            f"{self.timeout:g}s", code=EXIT_STANDIN) from None
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
+            _signal.signal(_signal.SIGALRM, old)
 
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)  # releases the flock
@@ -841,6 +882,8 @@ def control_main(argv: list[str]) -> int:
             print(line, file=sys.stderr)
         return e.code
     if out is not None:
+        import json
+
         print(json.dumps(out, indent=1, sort_keys=True))
     return 0
 
