@@ -26,8 +26,17 @@ resynced (instantly, or held at a percentage) and its after-resync-target handle
 losing the connection a Primary becomes diverged and, with a fence-peer handler configured
 (DRBD's `fencing resource-only`), runs it.
 
-Kept fast (each call is one python3 -IS start, ~20 ms): stdlib only, subprocess and argparse
-imported only where needed.
+drbdadm [--force] [--discard-my-data] CMD [RES|all]: status role cstate dstate (shared lock, no
+write), primary secondary up down adjust connect disconnect resume-io.  Unknown resource: exit 10
+with drbd.md's message (up/down/adjust: "not defined in your config", exit 1); a node not in
+the resource: exit 1; stand-in trouble (env, state file, lock): exit 20.
+drbd-sim [--state FILE] init | disconnect | connect [--hold-resync PCT] [--discard-my-data NODE] |
+resync-finish | split-brain | crash NODE | set-disk NODE STATE | set-role NODE ROLE |
+set-handler NODE NAME -- ARGV | show (each with RES first) | calls [--clear] | log.
+Mutating commands print the handler calls they ran (JSON list); usage errors exit 2.
+
+Kept fast: stdlib C modules only on the hot path (a drbdadm call costs ~2-4 ms over the
+interpreter's own start); subprocess and argparse are imported only where needed.
 """
 
 from __future__ import annotations
