@@ -341,6 +341,42 @@ def cmd_keygen(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import_crm(ns: argparse.Namespace) -> int:
+    """crm commands (+ corosync.conf) -> hafd.yaml on stdout; what is not translated goes to stderr.
+
+    Exit 0 even with untranslated parts (they are reported, and listed in the output);
+    --strict exits 1 for them, for scripts that must not proceed with a partial import.
+    """
+    from hafd.core.configload import ConfigError, parse_config
+    from hafd.migrate import import_crm
+
+    def read(path: str) -> str:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"import-crm: cannot read {path}: {getattr(exc, 'strerror', None) or exc}", EXIT_ERROR)
+
+    crm_text = read(ns.file)
+    corosync = ns.corosync or "/etc/corosync/corosync.conf"
+    cs_text = read(corosync) if ns.corosync or os.path.exists(corosync) else None
+    result = import_crm(crm_text, ns.file, cs_text, corosync)
+    if cs_text is None:
+        print(f"{corosync}: not found: node names and links are placeholders (use --corosync PATH)", file=sys.stderr)
+    for report in result.reports:
+        print(report, file=sys.stderr)
+    try:
+        parse_config(result.yaml_text, "import-crm output")
+    except ConfigError as exc:  # a translator bug: show it rather than hand over a broken file
+        print(result.yaml_text, end="")
+        _fail(f"import-crm: the translated configuration does not validate:\n{exc}", EXIT_ERROR)
+    print(result.yaml_text, end="")
+    if result.lost:
+        print(f"hafctl: import-crm: {len(result.lost)} item(s) not translated (listed above and at the top of the "
+              "output)", file=sys.stderr)
+    return EXIT_ERROR if ns.strict and (result.lost or cs_text is None) else EXIT_OK
+
+
 # --- parser ---------------------------------------------------------------------------
 
 
@@ -387,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", metavar="PATH", help=f"key file (default: cluster.key_file, else {DEFAULT_KEY_FILE})")
     p.add_argument("--force", action="store_true", help="replace an existing key")
     p.set_defaults(func=cmd_keygen)
+    p = sub.add_parser("import-crm", help="translate Pacemaker crm commands into hafd.yaml (on stdout)")
+    p.add_argument("file", metavar="FILE", help="crm shell commands, or `crm configure show` output")
+    p.add_argument("--corosync", metavar="PATH", help="corosync.conf (default: /etc/corosync/corosync.conf if present)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if anything could not be translated")
+    p.set_defaults(func=cmd_import_crm)
     return parser
 
 
