@@ -519,6 +519,36 @@ async def test_dhcp_monitor_failures(dhcp: tuple[Callable[..., OcfAgent], Path],
     assert (st.health, st.detail) == (Health.FAILED, detail)
 
 
+SYSTEMD = {"init": "systemd", "systemctl_bin": str(AGENTS_DIR / "fake-systemctl")}
+
+
+async def test_dhcp_on_systemd_reads_is_active(dhcp: tuple[Callable[..., OcfAgent], Path]) -> None:
+    make, svc = dhcp
+    agent = make(params=SYSTEMD)
+    assert (await agent.monitor()).health is Health.STOPPED
+    (svc / "isc-dhcp-server.start_polls").write_text("3")  # "activating" for 3 checks
+    await agent.start()
+    assert service_calls(svc).count("is-active") >= 1 + 3
+    assert (await agent.monitor()).health is Health.RUNNING
+    await agent.stop()
+    assert (await agent.monitor()).health is Health.STOPPED
+    assert "status" not in service_calls(svc)  # never the SysV wording
+
+
+@pytest.mark.parametrize(
+    "state, detail",
+    [
+        ("dead", "OCF_ERR_GENERIC (1): unit isc-dhcp-server has failed"),
+        ("unknown", "OCF_ERR_INSTALLED (5): unit isc-dhcp-server is not installed"),
+    ],
+)
+async def test_dhcp_on_systemd_failures(dhcp: tuple[Callable[..., OcfAgent], Path], state: str, detail: str) -> None:
+    make, svc = dhcp
+    (svc / "isc-dhcp-server.state").write_text(state)
+    st = await make(params=SYSTEMD).monitor()
+    assert (st.health, st.detail) == (Health.FAILED, detail)
+
+
 async def test_dhcp_validate_refuses_leases_off_the_shared_filesystem(dhcp: tuple[Callable[..., OcfAgent], Path], tmp_path: Path) -> None:
     make, svc = dhcp
     shared = tmp_path / "dhcp"  # a directory, not a mounted filesystem
@@ -541,11 +571,11 @@ async def test_dhcp_start_failure_and_never_serving(dhcp: tuple[Callable[..., Oc
         await make().start()
     (svc / "isc-dhcp-server.fail_start").unlink()
     (svc / "isc-dhcp-server.start_polls").write_text("100000")
-    agent = make(timeout=1.0, timeout_set=True)  # the agent polls for 80% of it, then says so
+    agent = make(timeout=2.0, timeout_set=True)  # the agent polls for 80% of it, then says so
     t0 = time.monotonic()
     with pytest.raises(AgentError, match=r"OCF_ERR_GENERIC \(1\): isc-dhcp-server started but is not serving"):
         await agent.start()
-    assert time.monotonic() - t0 < 1.0 + 1.0
+    assert 1.6 <= time.monotonic() - t0 < 2.0 + 1.0
 
 
 # --- Debian's resource-agents --------------------------------------------------------------
@@ -643,6 +673,6 @@ def test_heartbeat_ipaddr2_unknown_nic_fails_to_start(netns_factory: Any) -> Non
 
 
 def test_agent_scripts_are_executable() -> None:
-    for p in [AGENTS_DIR / "fake-service", *(AGENTS_DIR / "resource.d" / "hafdtest").iterdir()]:
+    for p in [AGENTS_DIR / "fake-service", AGENTS_DIR / "fake-systemctl", *(AGENTS_DIR / "resource.d" / "hafdtest").iterdir()]:
         assert os.access(p, os.X_OK), p
     assert sys.executable  # the namespace helper runs this interpreter

@@ -240,8 +240,7 @@ class OcfAgent(Agent):
     async def monitor(self) -> Status:
         deadline = await self._prepare("monitor")
         result = await self._run("monitor", self.action_timeout("monitor"), deadline)
-        code = result.returncode
-        assert code is not None  # _run raised for runs without an exit code
+        code = result.returncode if result.returncode is not None else -1  # _run raised for None
         health = _MONITOR.get(code, Health.FAILED)
         extra = self._extra(code)
         reason = exit_reason(result)
