@@ -490,6 +490,10 @@ class ClusterCore:
             # starts nothing, and fences nobody, until it heard them or the wait is over:
             # a peer may have taken over meanwhile and be the healthy holder.
             return []
+        if any(self.membership.heartbeat_of(p) is None for p in self.membership.alive_peers()):
+            # Alive through a command or goodbye, but its role is not known yet: it is
+            # missing from `nodes`, so may_start cannot see that it may be active.
+            return []
         ok, why = may_start(local, {n: s.role for n, s in nodes.items()})
         if not ok:
             return []
