@@ -446,3 +446,13 @@ def test_a_lost_peer_whose_new_boot_only_says_goodbye_still_needs_fencing() -> N
     # still lost and unclean: fenced anew (the old attempt's record went with the old boot)
     assert fences(acts) == [(ONE, "one is lost and may still run resources; fencing it before taking over")]
     assert targets(p.at(5.5).tick(TWO)) == []
+
+
+def test_a_peer_heard_only_through_a_command_is_not_taken_as_absent() -> None:
+    """A rebooted node whose first message from the active peer is a command must not start."""
+    p = cold_pair()
+    p.boot(TWO)
+    p.engine(TWO, "standby")
+    acts = p.at(0.5).send(ONE, Command("failover", TWO))  # one's heartbeat has not arrived yet
+    assert notes(acts, "peer_up") and targets(acts) == []
+    assert targets(p.at(0.6).send(ONE)) == []  # now it knows: one is active, so two waits for it to stop
