@@ -9,7 +9,8 @@ the peer's mount namespace, and /data with it, is gone), and downs the peer's DR
 the shared stand-in state.  A PID is only killed if its command line or network
 namespace shows it belongs to this run, so a recycled PID is never hit.
 Exit 0 when the peer is off; 1 if something of it still runs.  Every fence is appended
-to RUN_DIR/fence.log as "<wall time> <monotonic time> fenced PEER pids=...".
+to RUN_DIR/fence.log as "<wall> <monotonic> fenced PEER pids=... left=[...] done=<wall>,<monotonic>"
+(the times when it began and when the peer was off).
 """
 
 from __future__ import annotations
@@ -74,10 +75,11 @@ def main(argv: list[str]) -> int:
     deadline = time.monotonic() + 5
     while any(alive(p) for p in killed) and time.monotonic() < deadline:
         time.sleep(0.01)
-    subprocess.run([n["drbdadm"], "down", "r0"], capture_output=True, timeout=10)
+    subprocess.run(n["drbd_crash"], capture_output=True, timeout=10)  # its DRBD is gone with it
     left = [p for p in killed if alive(p)]
     with open(run_dir / "fence.log", "a") as f:
-        f.write(f"{t_wall:.6f} {t_mono:.6f} fenced {peer} pids={','.join(map(str, killed))} left={left}\n")
+        f.write(f"{t_wall:.6f} {t_mono:.6f} fenced {peer} pids={','.join(map(str, killed))} left={left} "
+                f"done={time.time():.6f},{time.monotonic():.6f}\n")
     return 1 if left else 0
 
 

@@ -169,7 +169,7 @@ def test_only_hafd_dies_with_fencing_the_peer_fences_before_it_serves(make_bed: 
     bed.wait(lambda: all_started(bed.two), "nodetwo active after fencing nodeone", 15.0)
     fenced = [ln.split() for ln in (bed.dir / "fence.log").read_text().splitlines() if "fenced nodeone" in ln]
     assert len(fenced) == 1
-    fence_wall, fence_mono = float(fenced[0][0]), float(fenced[0][1])
+    fence_wall, fence_mono = (float(x) for x in fenced[0][-1].removeprefix("done=").split(","))
     begun = [e for e in bed.two.events_since(mark) if e.get("event") == "operation_begin" and e.get("op") == "start"]
     assert begun and min(ts(e) for e in begun) >= fence_wall, "nodetwo started a resource before the fence"
     assert [e for e in p.snapshot(since=fence_mono) if e.get("domain") == "nodeone"] == []

@@ -71,7 +71,7 @@ def test_partition_with_fencing_the_survivor_fences_before_it_serves(make_bed: C
     fences = (bed.dir / "fence.log").read_text().split("\n")
     fenced = [line.split() for line in fences if "fenced nodeone" in line]
     assert len(fenced) == 1, fences
-    fence_wall, fence_mono = float(fenced[0][0]), float(fenced[0][1])
+    fence_wall, fence_mono = (float(x) for x in fenced[0][-1].removeprefix("done=").split(","))
     starts = ops(bed.two.events_since(mark), "start", outcome=None)
     starts += [e for e in bed.two.events_since(mark) if e.get("event") == "operation_begin" and e.get("op") == "start"]
     assert starts and min(ts(e) for e in starts) >= fence_wall, "nodetwo started a resource before the fence"

@@ -473,8 +473,8 @@ class Testbed:
     def _drbd_handlers(self, node: Node) -> None:
         """DRBD's handlers as the seed set them, pointing at hafctl inside that node."""
         enter = ["nsenter", "-t", str(node.holder_pid), "-m", "-n", HAFCTL]
-        self.drbd_sim("set-handler", "r0", node.name, "fence-peer", "--", *enter, "fence-peer", check=False)
-        self.drbd_sim("set-handler", "r0", node.name, "after-resync-target", "--", *enter, "unfence-peer", check=False)
+        self.drbd_sim("set-handler", "r0", node.name, "fence-peer", "--", *enter, "fence-peer")
+        self.drbd_sim("set-handler", "r0", node.name, "after-resync-target", "--", *enter, "unfence-peer")
 
     def drbd_wrapper(self, node: str) -> str:
         return str(self.nodes[node].etc / "drbdadm")
@@ -491,7 +491,7 @@ class Testbed:
                 "holder": n.holder.pid if n.holder and n.holder.poll() is None else None,
                 "hafd": n.hafd.pid if n.hafd and n.hafd.poll() is None else None,
                 "varlib": str(n.varlib),
-                "drbdadm": self.drbd_wrapper(n.name),
+                "drbd_crash": [drbd_programs()[1], "--state", str(self.drbd_state), "crash", "r0", n.name],
                 "devs": self._devs(n),
             }
         tmp = self.dir / "nodes.json.tmp"
@@ -667,8 +667,8 @@ class Testbed:
         if node.holder is not None and node.holder.poll() is None:
             node.holder.kill()
             node.holder.wait(timeout=10)
-        if self.drbd_state.exists():
-            run([self.drbd_wrapper(node.name), "down", "r0"], check=False)
+        if self.drbd_state.exists():  # its DRBD dies with it: no demote, no graceful outdate
+            self.drbd_sim("crash", "r0", node.name, check=False)
         self._write_pids()
 
     def links_up(self, node: Node) -> None:
