@@ -224,7 +224,7 @@ def test_meta_attributes() -> None:
     assert (b.migration_threshold, b.failure_timeout) == (1000000, 60)
     assert (c.migration_threshold, c.failure_timeout) == (0, 60)
     assert [r.line for r in result.lost] == [2] and "target-role=Stopped" in result.lost[0].message
-    assert "moved it on failure 3" in result.yaml_text  # the N-1 is explained
+    assert "Pacemaker moved it on failure 3, hafd moves it after this many local restarts" in result.yaml_text  # the N-1 is explained
 
 
 def test_location_becomes_priority_and_failback_follows_stickiness() -> None:
@@ -438,6 +438,16 @@ def test_corosync1_form_is_reported_and_output_still_validates() -> None:
     assert any(r.file == "corosync.conf" and r.line == 4 for r in result.lost)
 
 
+def test_without_any_node_names_placeholders_are_reported() -> None:
+    for corosync in (COROSYNC1, None):
+        result, cfg = run("primitive a systemd:x\n", corosync)
+        assert list(cfg.nodes) == ["node1", "node2"]
+        assert cfg.nodes["node1"].links == ("192.0.2.1",)
+        messages = lost(result)
+        assert any("no node names" in m for m in messages) and any("no cluster name" in m for m in messages)
+        assert "FIXME: placeholder node name" in result.yaml_text
+
+
 def test_corosync_nameless_nodes_hostnames_and_syntax_errors() -> None:
     text = ("nodelist {\n  node {\n    nodeid: 1\n    ring0_addr: 10.0.0.1\n  }\n"
             "  node {\n    nodeid: 2\n    ring0_addr: beta-ha\n  }\n}\n}\nbogus line\n")
@@ -488,3 +498,48 @@ def test_cli_unreadable_inputs_exit_1(seed_dir: Path, capsys: pytest.CaptureFixt
     assert "cannot read missing.crm" in capsys.readouterr().err
     assert cli.main(["import-crm", SEED_CRM.name, "--corosync", "missing.conf"]) == 1
     assert "cannot read missing.conf" in capsys.readouterr().err
+
+
+# -- any input: no crash, and the output always validates ------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+WORDS = ["primitive", "ms", "clone", "group", "colocation", "order", "location", "node", "property", "rsc_defaults",
+         "op_defaults", "crm", "configure", "inf:", "-inf:", "100:", "Optional:", "a", "b", "c", "a:Master",
+         "b:start", "c:promote", "ocf:heartbeat:IPaddr2", "IPaddr2", "Filesystem", "ocf:linbit:drbd", "lsb:x",
+         "systemd:", "ocf:a:b:c", "stonith:fence_x", "odd:thing", "params", "meta", "op", "monitor", "start",
+         "interval=10s", "interval=0", "timeout=0", "timeout=5min", "role=Slave", "ip=10.0.0.1", "ip=fe80::1",
+         "nic=eth0", "nic=averyveryverylongname0", "cidr_netmask=24", "cidr_netmask=255.0.0.0", "device=/dev/x",
+         "directory=/d", "directory=rel", "drbd_resource=", "drbd_resource=r0", "migration-threshold=0",
+         "migration-threshold=x", "failure-timeout=0", "resource-stickiness=INFINITY", "target-role=Stopped",
+         "alpha", "beta", "gamma", "(", ")", "[", "]", "rule", "#uname", "eq", "1:", "\\\n", "\n", "\n", "'",
+         '"', "x=\"y z\"", "stonith-enabled=false", "no-quorum-policy=stop", "bad id!", "$id=x", "{", "}"]
+
+
+COMMAND = st.tuples(st.sampled_from(["primitive a", "primitive b", "primitive c", "primitive 'bad id!'", "ms m a",
+                                      "clone k b", "group g", "colocation x inf:", "order o", "location l a",
+                                      "node", "property", "rsc_defaults", "crm configure primitive c", ""]),
+                    st.lists(st.sampled_from(WORDS), max_size=12)).map(lambda t: " ".join([t[0], *t[1]]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(COMMAND, max_size=12), st.booleans())
+def test_any_input_translates_to_a_valid_config(lines: list[str], with_corosync: bool) -> None:
+    text = "\n".join(lines)
+    result = import_crm(text, "fuzz.crm", COROSYNC if with_corosync else None)
+    parse_config(result.yaml_text, "fuzz.yaml")
+    assert all(r.message for r in result.reports)
+
+
+CS_LINES = ["totem {", "nodelist {", "node {", "quorum {", "interface {", "}", "}", "cluster_name: c", "cluster_name: b d",
+            "token: 500", "token: x", "name: alpha", "name: beta", "name: bad name", "nodeid: 1", "nodeid: 2",
+            "nodeid: z", "ring0_addr: 10.0.0.1", "ring0_addr: 10.0.0.1", "ring1_addr: 10.0.1.1", "ring2_addr: ::1",
+            "ring0_addr: host", "two_node: 1", "bindnetaddr: 10.0.0.0", "garbage", "# comment", ""]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(CS_LINES), max_size=30))
+def test_any_corosync_conf_translates_to_a_valid_config(lines: list[str]) -> None:
+    result = import_crm("node 1: alpha\nprimitive a systemd:a\n", "in.crm", "\n".join(lines), "cs.conf")
+    parse_config(result.yaml_text, "fuzz.yaml")

@@ -24,6 +24,7 @@ __all__ = ["Context", "INFINITY", "parse_score", "seconds", "translate_primitive
 INFINITY = float("inf")
 _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "ms": 0.001, "msec": 0.001, "us": 1e-6, "usec": 1e-6,
           "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0}
+_AGENT_PART = re.compile(r"[A-Za-z0-9_.@-]+")
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # What the clone/ms wrapper of a DRBD resource may say without changing hafd's model.
 _PROMOTABLE_META = {"master-max": "1", "promoted-max": "1", "master-node-max": "1", "promoted-node-max": "1",
@@ -82,9 +83,11 @@ class Context:
         self.reports.append(Report(self.crm.path, line, message, lost=False))
 
 
-def _split_agent(agent: str) -> tuple[str, str, str]:
-    """(class, provider, type); crm's short form `IPaddr2` means ocf:heartbeat:IPaddr2."""
+def _split_agent(agent: str) -> tuple[str, str, str] | None:
+    """(class, provider, type); crm's short form `IPaddr2` means ocf:heartbeat:IPaddr2; None: not an agent."""
     parts = agent.split(":")
+    if not 1 <= len(parts) <= 3 or not all(_AGENT_PART.fullmatch(p) for p in parts):
+        return None
     if len(parts) == 3:
         return parts[0], parts[1], parts[2]
     if len(parts) == 2:
@@ -125,6 +128,8 @@ def _ipaddr(block: Block, ctx: Context, p: Primitive) -> str | None:
     if not nic:
         return ("IPaddr2 finds the interface from the routing table when nic is not given; hafd's ipaddr needs "
                 "`interface` (set type: ipaddr, address and interface to use it)")
+    if len(nic.split(":")[0]) > 15 or "/" in nic:
+        return f"{nic!r} is not a network interface name hafd's ipaddr accepts"
     try:
         prefix = ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
         address = str(ipaddress.IPv4Interface(f"{ip}/{prefix}"))
@@ -163,9 +168,10 @@ def _filesystem(block: Block, ctx: Context, p: Primitive) -> str | None:
 
 def _drbd(block: Block, ctx: Context, p: Primitive) -> None:
     block.set("type", "drbd")
-    block.set("resource", p.params.get("drbd_resource", p.id), "" if "drbd_resource" in p.params else
+    given = bool(p.params.get("drbd_resource"))
+    block.set("resource", p.params.get("drbd_resource") or p.id, "" if given else
               "FIXME: no drbd_resource given; the primitive id is used")
-    if "drbd_resource" not in p.params:
+    if not given:
         ctx.lost(p.line, f"primitive {p.id}: no drbd_resource parameter; the DRBD resource name is a guess")
     for name, value in p.params.items():
         if name == "drbdconf" and value == "/etc/drbd.conf" or name == "drbd_resource":
@@ -245,8 +251,8 @@ def _meta(block: Block, ctx: Context, p: Primitive) -> None:
                           "on failures, it restarted in place")
             else:
                 block.set("migration_threshold", max(int(n) - 1, 0),
-                          f"Pacemaker migration-threshold={value} moved it on failure {int(n)}; "
-                          f"hafd restarts in place {max(int(n) - 1, 0)} times, then moves")
+                          f"migration-threshold={value}: Pacemaker moved it on failure {int(n)}, hafd moves it "
+                          "after this many local restarts")
         elif name == "failure-timeout":
             t = seconds(value)
             if t:
@@ -266,9 +272,9 @@ def _meta(block: Block, ctx: Context, p: Primitive) -> None:
                          "runs on the active node (remove it from hafd.yaml to keep it stopped)")
         elif name == "is-managed" and low in ("true", "yes", "1"):
             continue
-        elif name in _PROMOTABLE_META and p.id in ctx.promotable and ctx.wrapper_meta.get(p.id, {}).get(name):
-            expected = _PROMOTABLE_META[name]
-            if expected is not None and low != expected:
+        elif name in _PROMOTABLE_META and ctx.wrapper_meta.get(p.id, {}).get(name):
+            expected = _PROMOTABLE_META[name]  # a plain clone is reported once, as a whole
+            if p.id in ctx.promotable and expected is not None and low != expected:
                 ctx.lost(line, f"{ctx.promotable[p.id]}: {name}={value}: hafd promotes on one node (the active "
                          "one) and keeps the other secondary")
         else:
@@ -277,7 +283,12 @@ def _meta(block: Block, ctx: Context, p: Primitive) -> None:
 
 def translate_primitive(ctx: Context, p: Primitive) -> Block | None:
     """The resource block for `p`, or None when it cannot be a resource (stonith and unknown classes)."""
-    cls, provider, kind = _split_agent(p.agent)
+    agent = _split_agent(p.agent)
+    if agent is None or (agent[0] == "ocf" and not agent[1]):
+        ctx.lost(p.line, f"primitive {p.id}: {p.agent!r} is not a resource agent name (CLASS:PROVIDER:TYPE, "
+                 "CLASS:TYPE or TYPE)")
+        return None
+    cls, provider, kind = agent
     block = Block(p.id)
     if cls == "stonith":
         ctx.lost(p.line, f"primitive {p.id} ({p.agent}) is a fencing device: hafd fences with cluster.fencing.command "

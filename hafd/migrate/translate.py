@@ -87,6 +87,7 @@ class _Translator:
         self.props: dict[str, tuple[str, int]] = {}
         self.ctx = Context(crm, self.reports)
         self.skipped: set[str] = set()  # primitives that did not become resources
+        self.names: dict[str, str] = {}  # primitive id -> resource name (ids hafd cannot take are renamed)
 
     def lost(self, line: int, message: str) -> None:
         self.reports.append(Report(self.crm.path, line, message))
@@ -137,7 +138,7 @@ class _Translator:
     def primitives_of(self, rid: str, depth: int = 0) -> list[str]:
         """The primitives an id stands for, in order (a group: its members)."""
         if rid in self.crm.primitives:
-            return [] if rid in self.skipped else [rid]
+            return [] if rid in self.skipped else [self.names.get(rid, rid)]
         w = self.crm.wrappers.get(rid)
         if w is None or depth > 8:
             return []
@@ -154,7 +155,10 @@ class _Translator:
                 continue
             if not _NAME.fullmatch(p.id):
                 block.name = re.sub(r"[^A-Za-z0-9_.-]", "_", p.id)
+                while block.name in self.crm.primitives or block.name in self.names.values():
+                    block.name += "_"
                 self.lost(p.line, f"primitive {p.id}: renamed {block.name} (hafd names: letters, digits, _ . -)")
+            self.names[p.id] = block.name
             blocks.append(block)
         self.doc.resources = blocks
         graph = _Graph([b.name for b in blocks])
@@ -241,6 +245,7 @@ class _Translator:
         by_id = {n.id: n.name for n in self.crm.nodes if n.id}
         names: list[tuple[str, list[str], int]] = []  # name, links, line
         path = self.cs.path if self.cs else "corosync.conf"
+        used: set[str] = set()
         for i, n in enumerate(sorted(cs_nodes, key=lambda n: (n.nodeid is None, n.nodeid or 0))):
             name = n.name or by_id.get(str(n.nodeid)) or f"node{n.nodeid or i + 1}"
             if not n.name:
@@ -250,14 +255,37 @@ class _Translator:
             links: list[str] = []
             for a in n.addrs:
                 try:
-                    links.append(str(ipaddress.ip_address(a)))
+                    addr = str(ipaddress.ip_address(a))
                 except ValueError:
                     self.reports.append(Report(path, n.line, f"node {name}: ring address {a!r} is a host name; "
                                                "hafd links are IP addresses (resolve it and fill it in)"))
+                    continue
+                if addr in used:
+                    self.reports.append(Report(path, n.line, f"node {name}: {addr} is already another link"))
+                    continue
+                used.add(addr)
+                links.append(addr)
             names.append((name, links, n.line))
+        invented = False
         if not names:
-            crm_names = [n.name for n in self.crm.nodes] or ["node1", "node2"]
-            names = [(name, [], 0) for name in crm_names]
+            crm_names = [n.name for n in self.crm.nodes]
+            if not crm_names:
+                invented, crm_names = True, ["node1", "node2"]
+                self.reports.append(Report(path, 0, "no node names in corosync.conf nor in crm `node` lines: "
+                                           "node1 and node2 are placeholders (use each node's `uname -n`)"))
+            names = [(name, [], 0) for name in dict.fromkeys(crm_names)]
+        fixed: list[tuple[str, list[str], int]] = []
+        for name, links, line in names:
+            if not _NAME.fullmatch(name):
+                new = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+                self.reports.append(Report(path if line else self.crm.path, line,
+                                           f"node name {name!r} renamed {new} (letters, digits, _ . -)"))
+                name = new
+            if name in {x for x, _, _ in fixed}:
+                self.reports.append(Report(path, line, f"node {name} is listed twice; the first one is used"))
+                continue
+            fixed.append((name, links, line))
+        names = fixed
         for n in self.crm.nodes:
             if n.name not in {x for x, _, _ in names}:
                 self.lost(n.line, f"node {n.name} is not in corosync.conf's nodelist")
@@ -269,7 +297,7 @@ class _Translator:
         scores = self.location_scores([x for x, _, _ in names])
         blocks: list[Block] = []
         for i, (name, links, _line) in enumerate(names):
-            block = Block(name)
+            block = Block(name, above=["FIXME: placeholder node name"] if invented else [])
             if scores:
                 block.set("priority", int(scores.get(name, 0)))
             else:
@@ -278,7 +306,8 @@ class _Translator:
                 comment = "ring0_addr" + "".join(f", ring{k}_addr" for k in range(1, len(links)))
                 block.set("links", links, comment)
             else:
-                placeholder = [f"192.0.2.{i + 1}"]
+                placeholder = [next(a for k in range(1, 255) if (a := f"192.0.2.{k}") not in used)]
+                used.add(placeholder[0])
                 block.set("links", placeholder, "FIXME: placeholder (TEST-NET); put this node's HA link addresses")
                 self.reports.append(Report(path, 0, f"node {name}: no link addresses known; a placeholder "
                                            "192.0.2.x address is in the output"))
@@ -287,8 +316,9 @@ class _Translator:
         if scores:
             self.doc.nodes_above.append("priority: the sum of the crm location scores per node (higher is preferred)")
         else:
-            self.doc.nodes_above.append("No crm location preference: priorities follow Corosync's nodeid order "
-                                        "(the first node is preferred). Change them to prefer another node.")
+            order = "Corosync's nodeid order" if cs_nodes else "the order the nodes are listed in"
+            self.doc.nodes_above.append(f"No crm location preference: priorities follow {order} (the first node is "
+                                        "preferred). Change them to prefer another node.")
 
     def location_scores(self, nodes: list[str]) -> dict[str, float]:
         scores: dict[str, float] = {}
@@ -303,8 +333,11 @@ class _Translator:
             for k, v in loc.options.items():
                 self.lost(loc.line, f"{what}: {k}={v} has no hafd equivalent; the score is used for all roles")
             score = parse_score(loc.score or "")
-            if score is None or loc.node not in nodes:
-                self.lost(loc.line, f"{what}: {loc.score}: {loc.node} is not a score for a known node")
+            if score is None:
+                self.lost(loc.line, f"{what}: {loc.score!r} is not a score")
+                continue
+            if loc.node not in nodes:
+                self.lost(loc.line, f"{what}: {loc.node!r} is not one of the nodes ({', '.join(nodes)})")
                 continue
             if score == -INFINITY:
                 self.lost(loc.line, f"{what}: -inf bans {loc.rsc} from {loc.node}; hafd runs all resources on the "
@@ -323,8 +356,9 @@ class _Translator:
         items: list[Item] = []
         if not name or not _NAME.fullmatch(name):
             path = cs.path if cs else self.crm.path
-            self.reports.append(Report(path, cs.cluster_name_line if cs else 0,
-                                       f"cluster name {name!r} unusable; `hafd` is used"))
+            why = f"cluster name {name!r} is not usable" if name else \
+                "no cluster name (totem.cluster_name, or property cluster-name)"
+            self.reports.append(Report(path, cs.cluster_name_line if cs and name else 0, f"{why}; `hafd` is used"))
             name = "hafd"
         items.append(Item("name", name, "totem.cluster_name" if cs and cs.cluster_name else ""))
         items.append(Item("key_file", "/etc/hafd/authkey", "`hafctl keygen` writes it; Corosync's authkey is not used"))
