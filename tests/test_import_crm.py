@@ -543,3 +543,12 @@ CS_LINES = ["totem {", "nodelist {", "node {", "quorum {", "interface {", "}", "
 def test_any_corosync_conf_translates_to_a_valid_config(lines: list[str]) -> None:
     result = import_crm("node 1: alpha\nprimitive a systemd:a\n", "in.crm", "\n".join(lines), "cs.conf")
     parse_config(result.yaml_text, "fuzz.yaml")
+
+
+@pytest.mark.skipif(Path("/etc/corosync/corosync.conf").exists(), reason="this host has a corosync.conf")
+def test_cli_without_corosync_conf_uses_placeholders(seed_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["import-crm", SEED_CRM.name]) == 0
+    out, err = capsys.readouterr()
+    parse_config(out)
+    assert "/etc/corosync/corosync.conf: not found" in err and "placeholder" in err
+    assert cli.main(["import-crm", "--strict", SEED_CRM.name]) == 1
