@@ -441,7 +441,9 @@ class Sim:
         assert node.core is not None
         self.handle(node, node.core.tick(self.now))
         if node.up and node.engine is not None:
-            self.run_actions(node, node.engine.tick(self.now))
+            due = node.engine.next_deadline()
+            if due is not None and due <= self.now:  # the future ones have their own event
+                self.run_actions(node, node.engine.tick(self.now))
         if node.up and node.core is not None:
             self.send(node, node.core.heartbeat())
             self.at(self.now + INTERVAL, "hb", n, boot)
