@@ -16,7 +16,10 @@ engine state change, Persist kept per node and used when the daemon comes back.
 
 Invariants, checked after every event (see `Sim._check`):
 1. Overlap: two nodes with resources up (starting, started, failed or stopping) at the
-   same time.  With fencing: never.  Without: an overlap must end within OVERLAP_BOUND
+   same time.  With fencing: never, under any network (a node starts only with the
+   consent of every peer it hears, and fences every peer it cannot hear).  Without
+   fencing a broken network (one-way loss, a node booting cut off) can still make two
+   nodes serve; such an overlap must end within OVERLAP_BOUND
    of the later of (a) the moment it began and (b) the moment the pair became
    connected (both daemons running, and in each direction at least one link that is
    neither partitioned, cut, nor in a loss burst).  The bound is
@@ -601,6 +604,10 @@ class Sim:
                 c = self.connected_since.get(pair)
                 if pair not in self.overlap_since:
                     self.overlap_since[pair] = self.now
+                    if self.sc.fencing:
+                        # Consent + fencing: no overlap at all, whatever the network does.
+                        self.fail(f"{x.name} and {y.name} both run resources with fencing configured: "
+                                  f"{x.name} {x.world}, {y.name} {y.world}")
                     if c is not None or self._members(x, y):
                         # Both took the role on heartbeats that were already stale (an
                         # eligibility change in flight) or on a false failure: not what

@@ -518,6 +518,17 @@ class ClusterCore:
             # Alive through a command or goodbye, but its role is not known yet: it is
             # missing from `nodes`, so may_start cannot see that it may be active.
             return []
+        dissent = [
+            p for p in self.membership.alive_peers()
+            if (hb := self.membership.heartbeat_of(p)) is not None and hb.active_view != local
+        ]
+        if dissent:
+            # Consent: every peer we can hear must name us too. Each side decides from
+            # the other's last heartbeat; when eligibility changes on both sides at
+            # once (an unstandby, a tiebreaker coming back, a cold start), those can be
+            # stale in crossing ways and both would start. Waiting until the peers'
+            # own decision agrees costs one heartbeat and closes that window.
+            return []
         ok, why = may_start(local, {n: s.role for n, s in nodes.items()})
         if not ok:
             return []
