@@ -29,6 +29,7 @@ from hafd.agents.registry import make_agent
 from hafd.core import codec
 from hafd.core.cluster import (
     Act,
+    CheckTiebreaker,
     ClusterCore,
     Fence,
     Note,
@@ -143,6 +144,7 @@ class Daemon:
                  peers=[p.name for p in peers], boot_id=self.boot_id.hex()[:8])
         for w in self.config.warnings:
             log.warning("config_warning", warning=w)
+        await self._load_agent_metadata()
         self.execute(self.engine.start_probes())
         self.timeline.trigger("hafd started", time.monotonic())
         try:
@@ -165,7 +167,8 @@ class Daemon:
             self.apply(self.core.tick(now))
             self.execute(self.engine.tick(now))
             self._engine_changed()
-            deadlines = [d for d in (self.engine.next_deadline(), self.core.next_deadline(now)) if d is not None]
+            now = time.monotonic()
+            deadlines = [d for d in (self.engine.next_deadline(now), self.core.next_deadline(now)) if d is not None]
             timeout = None if not deadlines else max(0.0, min(deadlines) + TICK_SLACK - time.monotonic())
             self.wakeup.clear()
             waiters = [asyncio.ensure_future(self.wakeup.wait()), asyncio.ensure_future(self.stopping.wait())]
@@ -199,6 +202,16 @@ class Daemon:
             except Exception as e:  # noqa: BLE001 - closing must not stop the shutdown
                 log.warning("agent_close_failed", resource=a.name, error=str(e))
         log.info("hafd_stopped", resources_left_running=not self.engine.all_stopped())
+
+    async def _load_agent_metadata(self) -> None:
+        """OCF agents advise their own timeouts in their meta-data: read them before the
+        first operation so that even the probe runs with the agent's limit."""
+        loaders = [a.load_metadata() for a in self.agents.values() if hasattr(a, "load_metadata")]
+        if loaders:
+            results = await asyncio.gather(*loaders, return_exceptions=True)
+            for r in results:
+                if isinstance(r, Exception):
+                    log.warning("agent_metadata_failed", error=str(r))
 
     async def _wait_for_tasks(self, timeout: float) -> None:
         busy = {t for t in self.tasks if not t.get_name().startswith("send")}
@@ -275,13 +288,20 @@ class Daemon:
             self.apply(acts)
             self.wakeup.set()
 
+    async def _check_tiebreaker(self) -> None:
+        tb = self.config.cluster.tiebreaker
+        assert tb is not None
+        started = time.monotonic()
+        r = await run([self.config.programs.ping, "-n", "-q", "-c", "1", "-W", f"{tb.timeout:g}", tb.ping],
+                      timeout=tb.timeout + 0.5)
+        self.apply(self.core.set_tiebreaker(r.ok, time.monotonic(), checked_at=started))
+        self.wakeup.set()
+
     async def _tiebreaker_loop(self) -> None:
         tb = self.config.cluster.tiebreaker
         assert tb is not None
         while True:
-            r = await run([self.config.programs.ping, "-n", "-q", "-c", "1", "-W", "1", tb.ping], timeout=tb.timeout + 0.5)
-            self.apply(self.core.set_tiebreaker(r.ok, time.monotonic()))
-            self.wakeup.set()
+            await self._check_tiebreaker()
             await asyncio.sleep(tb.interval)
 
     # -- carrying out the cluster's decisions -----------------------------------
@@ -317,6 +337,9 @@ class Daemon:
                     self._spawn(agent.announce(), f"announce:{agent.name}")
             elif isinstance(a, Persist):
                 self._write_state(a.state)
+            elif isinstance(a, CheckTiebreaker):
+                log.info("tiebreaker_check", reason=a.reason)
+                self._spawn(self._check_tiebreaker(), "tiebreaker-now")
         self._update_transport_mode()
 
     async def _fence(self, peer: str, reason: str) -> None:

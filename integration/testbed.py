@@ -91,6 +91,9 @@ class Options:
     migration_threshold: int = 3
     failure_timeout: float = 300.0
     dhcpd_extra_args: tuple[str, ...] = ()
+    # DRBD's fence-peer / after-resync-target handlers wired to `hafctl fence-peer`
+    # (the seed's set-up); off shows what happens without resource-level fencing.
+    drbd_handlers: bool = True
 
 
 class TestbedError(RuntimeError):
@@ -472,6 +475,8 @@ class Testbed:
 
     def _drbd_handlers(self, node: Node) -> None:
         """DRBD's handlers as the seed set them, pointing at hafctl inside that node."""
+        if not self.options.drbd_handlers:
+            return
         enter = ["nsenter", "-t", str(node.holder_pid), "-m", "-n", HAFCTL]
         self.drbd_sim("set-handler", "r0", node.name, "fence-peer", "--", *enter, "fence-peer")
         self.drbd_sim("set-handler", "r0", node.name, "after-resync-target", "--", *enter, "unfence-peer")

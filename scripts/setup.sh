@@ -13,6 +13,7 @@ PACKAGES=(
   iputils-arping iputils-ping          # tiebreaker ping; arping to watch gratuitous ARP by hand
   psmisc procps                        # fuser / ps for operators
   systemd systemd-container            # systemd-analyze verify; systemd-nspawn for the systemd scenario
+  resource-agents                      # OCF agents (IPaddr2, Dummy) for the ocf resource tests
 )
 
 missing=()

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from hafd.core.cluster import (
+    CheckTiebreaker,
     ClusterCore,
     Fence,
     Note,
@@ -346,6 +347,9 @@ class Sim:
                 node.persisted = dict(a.state)
             elif isinstance(a, Reannounce):
                 self.log(f"{node.name}: Reannounce {a.reason}")
+            elif isinstance(a, CheckTiebreaker):
+                self.log(f"{node.name}: CheckTiebreaker {a.reason}")
+                self.at(self.now + self.rng.uniform(0.001, 0.05), "tb_result", node.name, node.boot)
             elif isinstance(a, Note):
                 if a.event in ("link_up", "link_down"):
                     continue

@@ -456,3 +456,41 @@ def test_a_peer_heard_only_through_a_command_is_not_taken_as_absent() -> None:
     acts = p.at(0.5).send(ONE, Command("failover", TWO))  # one's heartbeat has not arrived yet
     assert notes(acts, "peer_up") and targets(acts) == []
     assert targets(p.at(0.6).send(ONE)) == []  # now it knows: one is active, so two waits for it to stop
+
+
+def test_after_losing_the_peer_a_takeover_waits_for_a_fresh_tiebreaker_answer() -> None:
+    from hafd.core.cluster import CheckTiebreaker
+
+    p = Pair(tiebreaker=True)
+    for n in (ONE, TWO):
+        p.cores[n].set_tiebreaker(True, 0.0)
+        p.engine(n, "standby")
+    p.at(0.1).exchange()
+    p.engine(ONE, "active")
+    p.at(0.2).exchange()
+    lose_one(p, 1.0)
+    acts = p.at(4.01).tick(TWO)
+    assert notes(acts, "peer_lost") and targets(acts) == []  # the "reachable" answer predates the loss
+    assert [a for a in acts if isinstance(a, CheckTiebreaker)]
+    assert p.cores[TWO].in_transition()
+    # An answer from a check that began before the loss does not count either.
+    assert targets(p.cores[TWO].set_tiebreaker(True, 4.2, checked_at=3.9)) == []
+    # Isolated: the fresh check fails, so it never serves.
+    acts = p.cores[TWO].set_tiebreaker(False, 4.3, checked_at=4.05)
+    assert targets(acts) == []
+    assert p.cores[TWO].decision.reason == "no node is eligible: two cannot reach the tiebreaker"
+    # Reachable again: now it may take over.
+    acts = p.cores[TWO].set_tiebreaker(True, 4.5, checked_at=4.4)
+    assert targets(acts) == [(True, "two becomes active: it is the only visible node")]
+
+
+def test_a_failed_takeover_does_not_keep_half_a_service_while_the_lost_peer_may_serve() -> None:
+    p = cold_pair()
+    lose_one(p, 1.0)
+    acts = p.at(4.01).tick(TWO)
+    assert targets(acts) == [(True, "two becomes active: it is the only visible node")]
+    p.engine(TWO, "starting")
+    # DRBD refused to promote (the lost peer is still Primary): given up on drbd.
+    acts = p.engine(TWO, "failed", failed=True)
+    assert [t for t, _ in targets(acts)] == [False]  # stop the VIP it did add
+    assert p.cores[TWO].role() is Role.STOPPING

@@ -76,6 +76,13 @@ class Reannounce:
 
 
 @dataclass(frozen=True)
+class CheckTiebreaker:
+    """Ask the tiebreaker now, not at the next interval: a takeover waits for it."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Persist:
     state: dict[str, Any]
 
@@ -90,7 +97,7 @@ class Note:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Act = SetTarget | Fence | SendNow | SendCommand | Reannounce | Persist | Note
+Act = SetTarget | Fence | SendNow | SendCommand | Reannounce | Persist | Note | CheckTiebreaker
 
 
 # -- the node ----------------------------------------------------------------------
@@ -131,11 +138,15 @@ class ClusterCore:
         self.outdated = outdated
         self.startup_until = now + s.startup_wait
         self.startup_over_for_good = False
+        self._now = now
         self.decided = False  # no decision yet: adopted resources are neither kept nor stopped
         self.target_active = False
         self.engine_role = "stopping"  # until the daemon reports the engine's role
         self.has_failed_resource = False
         self.tiebreaker_ok: bool | None = False if s.tiebreaker else None
+        self.tiebreaker_at = float("-inf")  # when the check behind `tiebreaker_ok` began
+        self.lost_at = float("-inf")  # when a peer was last declared lost
+        self.tiebreaker_asked = float("-inf")
         self.requested_target: str | None = None
         self.requested_until = 0.0
         self.resend_at: float | None = None  # when to repeat the pending switchover request
@@ -198,6 +209,7 @@ class ClusterCore:
 
     def on_message(self, msg: Message, link: str, now: float) -> list[Act]:
         """An authenticated, admitted message from a peer."""
+        self._now = now
         prev = self.membership.heartbeat_of(msg.sender)
         acts: list[Act] = [self._membership_note(e) for e in self.membership.on_heartbeat(msg.sender, link, msg, now)]
         if not acts and isinstance(msg.body, Heartbeat) and msg.body == prev:
@@ -231,6 +243,7 @@ class ClusterCore:
         return [Note("split_brain", reason, "error", {"peer": peer})]
 
     def tick(self, now: float) -> list[Act]:
+        self._now = now
         acts: list[Act] = [self._membership_note(e) for e in self.membership.tick(now)]
         for e in self._events_only(acts):
             self._on_membership(e)
@@ -274,9 +287,14 @@ class ClusterCore:
             acts = [Note("fencing_failed", f"fencing {peer} failed ({detail}); retrying in {FENCE_RETRY_DELAY:g}s", "error")]
         return acts + self._decide(now)
 
-    def set_tiebreaker(self, ok: bool, now: float) -> list[Act]:
-        if not self.s.tiebreaker or ok == self.tiebreaker_ok:
+    def set_tiebreaker(self, ok: bool, now: float, *, checked_at: float | None = None) -> list[Act]:
+        """A tiebreaker result; `checked_at` is when the check began (default: now)."""
+        if not self.s.tiebreaker:
             return []
+        self.tiebreaker_at = max(self.tiebreaker_at, now if checked_at is None else checked_at)
+        if ok == self.tiebreaker_ok:
+            waiting = self.decision.active == self.s.local and not self.target_active
+            return self._decide(now) if waiting else []
         self.tiebreaker_ok = ok
         word = "reachable again" if ok else "unreachable: this node is not eligible"
         return [Note("tiebreaker_changed", f"the tiebreaker is {word}", "info" if ok else "warning"), SendNow()] + self._decide(now)
@@ -366,6 +384,7 @@ class ClusterCore:
             # Only sent once its resources are stopped (stop_resources_on_exit).
             self.left_clean.add(e.node)
         elif e.kind is EventKind.PEER_LOST:
+            self.lost_at = self._now
             if e.node not in self.left_clean:
                 self.unclean.add(e.node)
             self.fencing.pop(e.node, None)
@@ -487,6 +506,9 @@ class ClusterCore:
             and self.has_failed_resource
             and not self.standby
             and self.tiebreaker_ok is not False
+            # A lost, unfenced peer may still be serving: half a service here (a VIP
+            # without its data) would only collide with it.
+            and not (self.unclean - set(self.membership.alive_peers()))
         )
         if keep:
             self.decided = True
@@ -528,6 +550,13 @@ class ClusterCore:
             # once (an unstandby, a tiebreaker coming back, a cold start), those can be
             # stale in crossing ways and both would start. Waiting until the peers'
             # own decision agrees costs one heartbeat and closes that window.
+            return []
+        if self.s.tiebreaker and self.tiebreaker_at < self.lost_at:
+            # Its last answer predates losing the peer: an isolated node would still
+            # think it may serve. Ask again and decide on the fresh answer.
+            if self.tiebreaker_asked < self.lost_at:
+                self.tiebreaker_asked = now
+                return [CheckTiebreaker(f"a peer was lost at {self.lost_at:.3f}; the last tiebreaker answer is older")]
             return []
         ok, why = may_start(local, {n: s.role for n, s in nodes.items()})
         if not ok:
@@ -571,7 +600,10 @@ class ClusterCore:
             times.append(self.requested_until)
             if self.resend_at is not None:
                 times.append(self.resend_at)
-        return min(times) if times else None
+        # A time already past was handled by the tick that just ran (or cannot act yet):
+        # returning it would make the daemon spin.
+        future = [t for t in times if t > now]
+        return min(future) if future else None
 
     def status(self, now: float) -> dict[str, Any]:
         """The cluster half of `hafctl status --json`."""

@@ -129,17 +129,23 @@ class Engine:
             return "starting"
         return "standby" if self.all_stopped() else "stopping"
 
-    def next_deadline(self) -> float | None:
-        """The earliest time `tick` has something to do (a monitor, a retry, an expiry)."""
+    def next_deadline(self, now: float | None = None) -> float | None:
+        """The earliest time `tick` has something to do (a monitor, a retry, an expiry).
+
+        With `now`, only future times count: a past one was handled by the tick that
+        just ran, or waits on an operation in flight, and would make a caller spin.
+        """
         times: list[float] = []
         for r in self._res.values():
-            if r.next_monitor is not None and r.state is RState.STARTED:
+            if r.next_monitor is not None and r.state is RState.STARTED and r.in_flight is None:
                 times.append(r.next_monitor)
             if r.not_before:
                 times.append(r.not_before)
             exp = r.failures.next_expiry(r.spec.failure_timeout)
             if exp is not None:
                 times.append(exp)
+        if now is not None:
+            times = [t for t in times if t > now]
         return min(times) if times else None
 
     def snapshot(self) -> dict[str, dict[str, object]]:
