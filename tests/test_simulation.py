@@ -35,6 +35,7 @@ REGRESSION_SEEDS = {
     102208: "checker: a dependency is only known dead once an op on it completed",
     101778: "a fence was reused for a later takeover after the fenced peer had rebooted unseen",
     9309: "checker: no baseline loss once the network healed",
+    101962: "two crossing switchover requests: each node started on the other's stale consent (now: claim, then echo)",
 }
 
 SCHEDULES = int(os.environ.get("HAFD_SIM_SCHEDULES", "10000"))

@@ -157,6 +157,11 @@ class ClusterCore:
         self.left_clean: set[str] = set()  # said a final goodbye after stopping everything
         self.split_brain: dict[str, Any] | None = None
         self.reannounce_pending = False
+        # A claim is announced (role STARTING, a fresh epoch) before anything starts; it
+        # becomes a takeover only when every peer we hear echoes it (names us active
+        # and carries the claim's epoch), proof that they saw this very claim.
+        self.claiming = False
+        self.claim_reason = ""
         self.decision = Decision(None, "no decision yet: hafd is starting")
         self.role_reason = "hafd is starting"
 
@@ -166,6 +171,8 @@ class ClusterCore:
         """The role advertised in heartbeats: honest about resources that may still run."""
         if self.target_active:
             return Role.ACTIVE if self.engine_role == "active" else Role.STARTING
+        if self.claiming:
+            return Role.STARTING  # claimed the role, waiting for the peers' echo; nothing runs yet
         if self.engine_role == "standby":
             return Role.STANDBY
         return Role.STOPPING  # still stopping, or undecided with resources possibly up
@@ -212,7 +219,7 @@ class ClusterCore:
         self._now = now
         prev = self.membership.heartbeat_of(msg.sender)
         acts: list[Act] = [self._membership_note(e) for e in self.membership.on_heartbeat(msg.sender, link, msg, now)]
-        if not acts and isinstance(msg.body, Heartbeat) and msg.body == prev:
+        if not acts and not self.claiming and isinstance(msg.body, Heartbeat) and msg.body == prev:
             # The steady state: nothing the election reads has changed, so the
             # decision cannot change either (40 heartbeats a second per link).
             return []
@@ -467,7 +474,18 @@ class ClusterCore:
         acts: list[Act] = []
         if d.active == self.requested_target and d.active is not None and nodes[d.active].role is Role.ACTIVE:
             self.requested_target = None  # done
+        if d.active is not None and d.active != self.s.local:
+            hb = self.membership.heartbeat_of(d.active)
+            if hb is not None and hb.role in HOLDING and hb.epoch != self.epoch:
+                # Echo the holder's claim: our heartbeat (active_view, epoch) is its consent.
+                self.epoch = hb.epoch
+                acts += [SendNow()]
+        if self.claiming and d.active != self.s.local:
+            self.claiming = False
+            self.claim_reason = ""
+            acts += [Note("claim_withdrawn", f"{self.s.local} withdraws its claim: {d.reason}"), SendNow()]
         if d != self.decision:
+            acts.append(SendNow())  # our active_view changed: peers may be waiting for it
             if d.split_brain and not self.decision.split_brain:
                 acts.append(Note("split_brain", d.reason, "error", {"losers": list(d.losers)}))
                 self.split_brain = {"at": now, "reason": d.reason, "winner": d.active, "losers": list(d.losers)}
@@ -540,17 +558,6 @@ class ClusterCore:
             # Alive through a command or goodbye, but its role is not known yet: it is
             # missing from `nodes`, so may_start cannot see that it may be active.
             return []
-        dissent = [
-            p for p in self.membership.alive_peers()
-            if (hb := self.membership.heartbeat_of(p)) is not None and hb.active_view != local
-        ]
-        if dissent:
-            # Consent: every peer we can hear must name us too. Each side decides from
-            # the other's last heartbeat; when eligibility changes on both sides at
-            # once (an unstandby, a tiebreaker coming back, a cold start), those can be
-            # stale in crossing ways and both would start. Waiting until the peers'
-            # own decision agrees costs one heartbeat and closes that window.
-            return []
         if self.s.tiebreaker and self.tiebreaker_at < self.lost_at:
             # Its last answer predates losing the peer: an isolated node would still
             # think it may serve. Ask again and decide on the fresh answer.
@@ -575,13 +582,34 @@ class ClusterCore:
                     acts.append(Fence(p, f"{p} is lost and may still run resources; fencing it before taking over"))
             if waiting:
                 return acts
+        peers = self.membership.alive_peers()
+        if peers:
+            if not self.claiming:
+                self.claiming = True
+                self.claim_reason = d.reason  # while claiming the election says "stays"; keep why it began
+                # A fresh epoch for every claim, above every epoch in sight: an echo of
+                # it can only come from a peer that saw this very claim.
+                seen = [hb.epoch for p in peers if (hb := self.membership.heartbeat_of(p)) is not None]
+                self.epoch = max([self.epoch, *seen]) + 1
+                return acts + [Note("claim", f"{local} claims the role (epoch {self.epoch}): {d.reason}; waiting for "
+                                             f"{', '.join(peers)} to agree", fields={"epoch": self.epoch}), SendNow()]
+            waiting_for = [p for p in peers if (hb := self.membership.heartbeat_of(p)) is None
+                           or hb.active_view != local or hb.epoch != self.epoch]
+            if waiting_for:
+                # Consent: decisions are made from the peers' last heartbeats, which can
+                # be stale in crossing ways (two switchover requests, eligibility
+                # changing on both sides); only an echo of this claim proves agreement.
+                return acts
+        self.claiming = False
         self.target_active = True
         self.decided = True
         self.was_active = True
         if d.epoch is not None and d.epoch > self.epoch:
             self.epoch = d.epoch
         fenced = [p for p in sorted(self.fenced)]
-        reason = d.reason + (f" ({', '.join(fenced)} fenced)" if fenced else "")
+        why = self.claim_reason if peers and self.claim_reason else d.reason
+        self.claim_reason = ""
+        reason = why + (f" ({', '.join(fenced)} fenced)" if fenced else "")
         self.role_reason = reason
         acts += [Note("role_target", f"{local} takes the role: {reason}", fields={"epoch": self.epoch}),
                  self._persist(), SetTarget(True, reason), SendNow()]
