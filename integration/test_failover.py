@@ -223,3 +223,37 @@ def test_only_hafd_dies_without_fencing_no_dual_active_and_the_risk_is_warned(
         assert bed.one.dhcpd_pid() == pid, "nodeone kept the role but restarted dhcpd instead of adopting it"
         assert any(e.get("event") == "process_adopted" for e in bed.one.events_since(mark))
     assert bed.dual_active() == []
+
+
+def test_only_hafd_dies_without_fencing_the_restarted_daemon_stops_its_stale_resources(
+        make_bed: Callable[..., Testbed], prober_for: Callable[..., Prober]) -> None:
+    """Scenario 12, the stale-resource path: DRBD's handlers off and its replication cut
+    when hafd dies, so nodetwo really takes over (a DRBD split brain, as it would be
+    with no fencing at all). When nodeone's hafd comes back it finds the VIP, /data and
+    dhcpd still up while nodetwo is active, and stops them at once. The dual-active
+    window (kill -> hafd back -> stale resources gone) is measured and reported."""
+    bed = make_bed(drbd_handlers=False)
+    start_pair(bed)
+    p = prober_for(bed)
+    assert p.wait_for(lambda e: e["type"] == "ACK" and e["domain"] == "nodeone", 5.0)
+    t0 = time.monotonic()
+    bed.stop_hafd(bed.one, signal.SIGKILL)
+    bed.drbd_sim("disconnect", "r0")
+    bed.wait(lambda: all_started(bed.two), "nodetwo takes over", 15.0)
+    t_two = time.monotonic()
+    assert set(bed.dual_active()) >= {"vip", "data", "dhcpd"}  # the warned risk: both serve
+    assert p.wait_for(lambda e: e["type"] == "ACK" and e["domain"] == "nodetwo", 5.0, since=t0)
+    mark = bed.one.mark_log()
+    t_restart = time.monotonic()
+    bed.start_hafd(bed.one)
+    bed.wait(lambda: bed.one.serving() == NONE, "nodeone stops its stale resources", 15.0)
+    t_clean = time.monotonic()
+    assert bed.two.serving() == ALL and all_started(bed.two)
+    assert bed.one.role() == "standby"
+    stops = [e["resource"] for e in ops(bed.one.events_since(mark), "stop")]
+    assert stops.index("dhcpd") < stops.index("data") < stops.index("drbd")
+    assert not [e for e in bed.one.events_since(mark) if e.get("event") == "operation" and e.get("op") == "start"]
+    print(f"\nstale-resource path: nodetwo served {(t_two - t0):.2f}s after the kill; nodeone's hafd back after "
+          f"{(t_restart - t0):.2f}s, its stale resources gone {(t_clean - t_restart) * 1000:.0f} ms later; "
+          f"dual-active window {(t_clean - t_two):.2f}s (lasts as long as hafd stays down, hence fencing)")
+    assert t_clean - t_restart < 5.0
