@@ -1,4 +1,4 @@
-"""The single-node demo (integration/demo_single.py) runs end to end and leaves nothing behind.
+"""The demos (integration/demo.py, two nodes; integration/demo_single.py) run end to end and leave nothing behind.
 
 It is the README's first command, so it is tested like a feature: exit status 0 means
 every step it narrates behaved as it says (the demo checks each one itself), and
@@ -9,6 +9,7 @@ The demo is run directly, not through scripts/demo.sh, which would run setup.sh.
 from __future__ import annotations
 
 import os
+import pty
 import re
 import select
 import signal
@@ -166,3 +167,136 @@ def test_demo_refuses_clearly_without_its_tools(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert "missing:" in res.stderr and "scripts/setup.sh" in res.stderr
     assert demo_namespaces() - before == set()
+
+
+# -- the two-node demo (integration/demo.py), the README's first command ------------------------------
+
+DEMO2 = ROOT / "integration" / "demo.py"
+TIMEOUT2 = 180.0
+
+
+def bed_namespaces(prefix: str) -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(prefix + "-")]
+
+
+def cleanup_bed_leftovers(prefix: str) -> None:
+    """A failed run must not leave its test bed to the next test (by PID and by name)."""
+    directory = f"/tmp/hafd-testbed-{prefix}"
+    for pid in processes_mentioning(directory):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for line in loops_backed_by(directory):
+        subprocess.run(["losetup", "-d", line.split(":")[0]], capture_output=True, timeout=10)
+    for ns in bed_namespaces(prefix):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+
+
+def assert_bed_gone(prefix: str) -> None:
+    directory = f"/tmp/hafd-testbed-{prefix}"
+    assert bed_namespaces(prefix) == []
+    assert loops_backed_by(directory) == []
+    assert not os.path.exists(directory)
+    deadline = time.monotonic() + 5  # an orphaned dhcpd waits for PID 1 to reap it
+    while processes_mentioning(directory) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_mentioning(directory) == []
+
+
+def run_two_node_demo() -> tuple[int, str]:
+    proc = subprocess.Popen([sys.executable, str(DEMO2)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=TIMEOUT2)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate(timeout=10)
+        pytest.fail(f"the two-node demo did not finish within {TIMEOUT2:g}s:\n{out[-4000:]}")
+    return proc.returncode, out
+
+
+def test_two_node_demo_crash_takeover_same_address_and_cleans_up() -> None:
+    rc, out = run_two_node_demo()
+    m = re.search(r"two-node demo \(test bed (h[0-9a-f]{4})\)", out)
+    assert m, out[-3000:]
+    prefix = m.group(1)
+    try:
+        assert rc == 0, out[-6000:]
+        assert "UNEXPECTED" not in out
+        # Both statuses shown, each as the node it was asked on.
+        assert "$ $ONE hafctl status" in out and "$ $TWO hafctl status" in out
+        assert "node nodeone is ACTIVE" in out and "node nodetwo is STANDBY" in out
+        lease = re.search(r"ok: lease of (10\.10\.101\.\d+) from server 10\.10\.101\.1 \(BOUND\)", out)
+        assert lease, out[-6000:]
+        assert "ok: answered by nodeone" in out
+        takeover = re.search(r"ok: takeover time: the first DHCPACK from nodetwo came (\d+) ms after the crash", out)
+        assert takeover, out[-6000:]
+        # Default timings: a peer is lost after 0.36 s, so the ACK cannot come sooner; 10 s is far too slow.
+        assert 300 <= int(takeover.group(1)) < 10000, takeover.group(0)
+        # The survivor's status: lost peer and the takeover timeline.
+        assert "node nodetwo is ACTIVE" in out and re.search(r"nodeone +LOST", out)
+        assert re.search(r"Last takeover: .*nodeone lost", out)
+        assert re.search(r"took [\d.]+s: trigger \+0\.000s, elected .* dhcpd started \+[\d.]+s, active", out)
+        assert re.search(r"\+ *\d+ ms  the prober's first DHCPACK from nodetwo", out)
+        # The same address after the takeover, now from nodetwo.
+        assert f"ok: same address {lease.group(1)} from server 10.10.101.1" in out
+        assert "ok: answered by nodetwo" in out
+        assert "=== Doing it by hand, step by step ===" in out
+        assert "Demo finished: every step behaved as expected." in out
+        assert_bed_gone(prefix)
+    finally:
+        cleanup_bed_leftovers(prefix)
+
+
+def test_two_node_demo_interrupted_after_the_crash_still_cleans_up() -> None:
+    """Ctrl-C while nodetwo serves after the takeover: exit 130, nothing left.
+
+    The demo runs with --step on a pseudo-terminal, fed Enter for steps 1-4, so it is
+    certainly waiting at step 5 (not already finished) when the SIGINT arrives.
+    """
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, str(DEMO2), "--step"], stdin=slave, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    os.close(slave)
+    assert proc.stdout is not None
+    os.write(master, b"\n" * 4)
+    out = b""
+    prefix = ""
+    marker = b"[press Enter for step 5"
+    try:
+        deadline = time.monotonic() + 90
+        while marker not in out and time.monotonic() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+            if ready:
+                out += os.read(proc.stdout.fileno(), 65536)
+        text = out.decode(errors="replace")
+        m = re.search(r"test bed (h[0-9a-f]{4})", text)
+        assert m and marker.decode() in text and "ok: takeover time" in text, text[-3000:]
+        prefix = m.group(1)
+        assert bed_namespaces(prefix), "the test bed should still be up while the demo waits"
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the foreground group
+        rest, _ = proc.communicate(timeout=60)
+        text += rest.decode(errors="replace")
+        assert proc.returncode == 130, text[-3000:]
+        assert "interrupted" in text and f"removed namespaces {prefix}-sw" in text
+        assert_bed_gone(prefix)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        if prefix:
+            cleanup_bed_leftovers(prefix)
+
+
+def test_two_node_demo_refuses_clearly_without_its_tools(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, str(DEMO2)], capture_output=True, text=True, timeout=30,
+                         env={"PATH": str(tmp_path)})
+    assert res.returncode == 2
+    assert "missing:" in res.stderr and "scripts/setup.sh" in res.stderr and "dhclient" in res.stderr
