@@ -219,6 +219,12 @@ def cmd_daemon(ns: argparse.Namespace) -> int:
         if note and exc.exit_code == EXIT_NOT_RUNNING:
             exc.message += f" [{note}]"
         raise
+    if ns.command == "history":
+        from hafd.render import render_history
+
+        events = result.get("events") if isinstance(result.get("events"), list) else []
+        print(json.dumps(events, indent=2) if ns.json else render_history(events, time.time()))
+        return EXIT_OK
     if ns.command == "status":
         if ns.json:
             print(json.dumps(result, indent=2))
@@ -380,6 +386,13 @@ def cmd_import_crm(ns: argparse.Namespace) -> int:
 # --- parser ---------------------------------------------------------------------------
 
 
+def _count(value: str) -> str:
+    """-n N: a whole number, passed on as the protocol's string argument."""
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}")
+    return str(int(value))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hafctl",
@@ -408,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_daemon)
     p = sub.add_parser("failover", help="move the service to the other node")
     p.add_argument("--to", metavar="NODE", help="target node (default: the peer)")
+    p.set_defaults(func=cmd_daemon)
+    p = sub.add_parser("history", help="past transitions: when, from -> to, why, who decided, how long each phase took")
+    p.add_argument("--json", action="store_true", help="the events as JSON")
+    p.add_argument("-n", dest="limit", metavar="N", type=_count, help="show the newest N events (default 50)")
     p.set_defaults(func=cmd_daemon)
     p = sub.add_parser("fence-peer", help="DRBD fence-peer handler (exit 4: peer outdated, 7: fenced, 5: unreachable)")
     p.add_argument("--resource", metavar="RES", help="DRBD resource (default: $DRBD_RESOURCE)")

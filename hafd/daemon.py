@@ -45,9 +45,12 @@ from hafd.core.configload import ConfigError, load_config
 from hafd.core.engine import Action, Engine, Op, Outcome
 from hafd.core.falsefail import expected_false_failovers_per_year
 from hafd.core.fingerprint import config_hash
+from hafd.core.history import HISTORY_EVENTS, HISTORY_FILE, NOTE_EVENTS, Explainer, event, phase_durations
 from hafd.io import sdnotify
 from hafd.io.control import ControlServer
 from hafd.io.heartbeat import HeartbeatTransport
+from hafd.io.historyfile import HistoryFile
+from hafd.io.hooks import HookRunner
 from hafd.io.keyfile import KeyFileError, load_key
 from hafd.io.localaddr import configured_addresses
 from hafd.io.runner import run
@@ -119,6 +122,13 @@ class Daemon:
         self.role_reason = "hafd is starting: probing resources"
         self.timeline = TimelineRecorder()
         self.server: ControlServer | None = None
+        # Explaining (history, hooks, metrics): see the "explaining" section below.
+        self.history = HistoryFile(os.path.join(config.cluster.state_dir, HISTORY_FILE))
+        self.hooks = HookRunner(config.events, config.cluster.name)
+        self.explainer = Explainer(self.node, config.cluster.fencing.command[0] if config.cluster.fencing else None)
+        self.because = self.role_reason
+        self.metrics: Any = None  # hafd.io.metrics.Metrics when `metrics.listen` is set
+        self.failovers = 0
 
     # -- life cycle ------------------------------------------------------------
 
@@ -127,6 +137,7 @@ class Daemon:
         os.makedirs(cl.state_dir, mode=0o700, exist_ok=True)
         self.server = ControlServer(cl.control_socket, self.handle_request)
         await self.server.start()
+        await self._start_metrics()
         peers = self.config.peers()
         if peers:
             self.transport = HeartbeatTransport(self.config.nodes[self.node].links, cl.port, self._on_packet)
@@ -144,6 +155,7 @@ class Daemon:
                  peers=[p.name for p in peers], boot_id=self.boot_id.hex()[:8])
         for w in self.config.warnings:
             log.warning("config_warning", warning=w)
+        self._emit("hafd_started", f"hafd {__version__} started on {self.node}", pid=os.getpid())
         await self._load_agent_metadata()
         self.execute(self.engine.start_probes())
         self.timeline.trigger("hafd started", time.monotonic())
@@ -201,6 +213,7 @@ class Daemon:
                 await a.close()
             except Exception as e:  # noqa: BLE001 - closing must not stop the shutdown
                 log.warning("agent_close_failed", resource=a.name, error=str(e))
+        await self._close_explaining()
         log.info("hafd_stopped", resources_left_running=not self.engine.all_stopped())
 
     async def _load_agent_metadata(self) -> None:
@@ -312,6 +325,7 @@ class Daemon:
             if isinstance(a, Note):
                 fields = {k: v for k, v in a.fields.items() if not k.startswith("_")}
                 getattr(log, a.level, log.info)(a.event, reason=a.reason, **fields)
+                self._on_note(a)
                 if a.event in ("peer_lost", "switchover_requested", "split_brain"):
                     self.timeline.trigger(a.reason, now)
                 elif a.event == "peer_fenced":
@@ -366,6 +380,7 @@ class Daemon:
         role = self.engine.role()
         now = time.monotonic()
         if role != self.role:
+            old = self.role
             reason = self.core.role_reason
             if role == "failed":
                 reason = "gave up on " + ", ".join(self.engine.blocked()) + " (see last_error)"
@@ -373,6 +388,7 @@ class Daemon:
             self.role, self.role_since, self.role_reason = role, time.time(), reason
             if role == "active":
                 self.timeline.finish(now)
+            self._on_role_changed(old, role, reason)
             sdnotify.notify("STATUS=" + self._status_line())
         self.apply(self.core.engine_changed(role, bool(self.engine.blocked()), now))
 
@@ -422,6 +438,7 @@ class Daemon:
         if a.op is not Op.MONITOR or outcome is not Outcome.OK:
             log.info("operation", resource=a.resource, op=a.op.value, outcome=outcome.value,
                      duration=round(duration, 4), **({"error": error} if error else {}))
+        self._on_operation(a.resource, a.op.value, outcome, duration, error)
         if a.op is Op.START and outcome is Outcome.OK:
             self.timeline.phase(f"{a.resource} started", now, duration=round(duration, 4))
         if a.op is Op.STOP and outcome is Outcome.OK and a.resource in self.next_agents:
@@ -446,6 +463,7 @@ class Daemon:
 
     def _on_unexpected_exit(self, name: str, why: str) -> None:
         log.warning("resource_exited", resource=name, why=why)
+        self._emit("resource_failed", f"{name} exited: {why}", resource=name)
         self.execute(self.engine.unexpected_exit(name, why, time.monotonic()))
         self._engine_changed()
         self.wakeup.set()
@@ -456,6 +474,9 @@ class Daemon:
         now = time.monotonic()
         if command == "status":
             return self.status()
+        if command == "history":
+            return await self._history(args)
+        self._on_operator(command, args)
         if command in ("standby", "unstandby"):
             return await self._standby(args.get("node") or self.node, command == "standby")
         if command == "cleanup":
@@ -638,9 +659,90 @@ class Daemon:
             "rejected_packets": dict(self.rejected),
             "warnings": warnings,
             "last_failover": self.timeline.as_json(),
+            "because": self.because,
+            "hooks": self.hooks.status(),
             "timings": {"interval": cl_.interval, "deadtime": cl_.deadtime,
                         "receive": "immediate" if self.transport is not None and self.transport._immediate else "batched"},
         }
+
+    # -- explaining: history, event hooks, metrics ---------------------------------
+
+    def _emit(self, kind: str, reason: str, **fields: Any) -> None:
+        """One event to the history (transitions only) and to the hooks that want it."""
+        ev = event(kind, time.time(), self.node, reason, **fields)
+        if kind in HISTORY_EVENTS:
+            self.history.append(ev)
+        self.hooks.emit(ev)
+
+    def _on_note(self, note: Note) -> None:
+        self.explainer.note(note.event, note.reason, note.fields)
+        kind = NOTE_EVENTS.get(note.event)
+        if kind is not None:
+            self._emit(kind, note.reason, peer=note.fields.get("peer"),
+                       link=getattr(note.fields.get("_event"), "link", None))
+
+    def _on_role_changed(self, old: str, new: str, reason: str) -> None:
+        if old == "starting" and new == "probing":
+            return  # every start: `hafd_started` says it
+        because, by = self.explainer.role_changed(old, new, reason)
+        self.because = because
+        extra: dict[str, Any] = {}
+        last = self.timeline.last
+        if new == "active" and last is not None and last.finished:
+            phases = phase_durations(last.phases)
+            extra = {"trigger": last.trigger, "phases": phases, "duration": phases[-1]["at"] if phases else None}
+            if last.trigger != "hafd started":
+                self.failovers += 1
+        self._emit("role_changed", reason, **{"from": old, "to": new, "because": because, "by": by}, **extra)
+
+    def _on_operation(self, resource: str, op: str, outcome: Outcome, duration: float, error: str | None) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_operation(resource, op, outcome.value, duration)
+        if outcome is Outcome.FAILED:
+            self._emit("resource_failed", f"{op} of {resource} failed: {error}", resource=resource, op=op,
+                       error=error, duration=round(duration, 4))
+
+    def _on_operator(self, command: str, args: dict[str, Any]) -> None:
+        if command not in ("standby", "unstandby", "failover", "cleanup", "reload"):
+            return
+        if args.get("node") not in (None, *self.config.nodes) or args.get("to") not in (None, *self.config.nodes):
+            return  # refused below: not an event
+        if args.get("resource") not in (None, *self.engine.names()):
+            return
+        what = " ".join([command, *(f"{k}={v}" for k, v in args.items())])
+        self._emit("operator", f"the operator requested {what}", command=command, **args)
+
+    async def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        raw = args.get("limit", "50")
+        if not raw.isdigit():
+            raise RequestError("invalid_argument", f"history: limit must be a whole number, got {raw!r}")
+        events = await asyncio.to_thread(self.history.read, int(raw))
+        return {"events": events, "file": self.history.path, "keep": self.history.keep}
+
+    def _metrics_extra(self) -> dict[str, Any]:
+        last = self.timeline.last
+        active = [p["at"] for p in (last.phases if last is not None else []) if p.get("name") == "active"]
+        return {"failovers": self.failovers, "hooks": self.hooks.status(),
+                "last_failover_seconds": active[-1] if active and last and last.trigger != "hafd started" else None}
+
+    async def _start_metrics(self) -> None:
+        m = self.config.metrics
+        if m is None:
+            return
+        from hafd.io.metrics import Metrics  # prometheus_client only when enabled: it costs RSS
+
+        self.metrics = Metrics(m.host, m.port, self.status, self._metrics_extra)
+        try:
+            await self.metrics.start()
+        except OSError as e:  # a taken port must not stop failover; say so loudly
+            log.error("metrics_listen_failed", address=f"{m.host}:{m.port}", error=str(e))
+            self.metrics = None
+
+    async def _close_explaining(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.close()
+        await self.hooks.close()
+        await self.history.flush()
 
     # -- persisted state -------------------------------------------------------
 

@@ -76,6 +76,7 @@ COMMANDS: Mapping[str, Mapping[str, str]] = {
     "failover": {"to": "the node to move the service to (default: the peer)"},
     "fence-peer": {"resource": "the DRBD resource (DRBD_RESOURCE)", "peer": "the peer's host name (from DRBD_NODE_ID_*)"},
     "unfence-peer": {"resource": "the DRBD resource (DRBD_RESOURCE)"},
+    "history": {"limit": "how many of the newest events to return (a whole number; default 50)"},
 }
 
 

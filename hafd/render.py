@@ -127,6 +127,9 @@ def _header(status: Mapping[str, Any], now: float) -> list[str]:
     if since is not None:
         head += f" since {format_time(since, now)} (for {format_duration(now - since)})"
     lines = [head]
+    because = status.get("because")
+    if because and since is not None:  # the one-sentence answer to "why is it like this?"
+        lines.append(f"  {node} {_clean(role)} since {format_time(since, now)} because {_clean(because)}")
     active = status.get("active_node")
     if "active_node" in status:
         if active:
@@ -245,4 +248,50 @@ def render_status(status: Mapping[str, Any], now: float) -> str:
     lines += _resources(status)
     lines += _failover(status, now)
     lines += _warnings(status)
+    return "\n".join(lines)
+
+
+def _phases(phases: Any) -> str:
+    """'fenced 0.412s, vip started 0.050s' (each phase's own duration, from the previous one)."""
+    parts = []
+    if isinstance(phases, Sequence) and not isinstance(phases, str):
+        for p in phases:
+            p = _dict(p)
+            took = _num(p.get("took"))
+            if took is not None and p.get("name") not in ("trigger",):
+                parts.append(f"{_clean(p.get('name', '?'))} {format_duration(took)}")
+    return ", ".join(parts)
+
+
+def _history_line(ev: Mapping[str, Any], now: float) -> list[str]:
+    at = _num(ev.get("at"))
+    when = format_time(at, now) if at is not None else "?"
+    kind = _clean(ev.get("event", "?"))
+    node = _clean(ev.get("node"))
+    if kind == "role_changed":
+        what = f"{node} {_clean(ev.get('from'))} -> {_state(ev.get('to'))}"
+        why = ev.get("because") or ev.get("reason")
+        text = f"{what} because {_clean(why)}" if why else what
+        if ev.get("by"):
+            text += f" [decided by {_clean(ev.get('by'))}]"
+    else:
+        text = f"{kind.replace('_', ' ')}: {_clean(ev.get('reason'))}"
+    lines = [f"{when}  {text}"]
+    duration = _num(ev.get("duration"))
+    phases = _phases(ev.get("phases"))
+    if duration is not None or phases:
+        took = f"took {format_duration(duration)}" if duration is not None else "took"
+        lines.append(f"          {took}" + (f": {phases}" if phases else ""))
+    return lines
+
+
+def render_history(events: Any, now: float) -> str:
+    """`hafctl history`: one event per line (oldest first), a takeover's phases under it."""
+    if not isinstance(events, Sequence) or isinstance(events, str):
+        return f"unexpected history from hafd: {_clean(events)}"
+    if not events:
+        return "no events recorded yet"
+    lines: list[str] = []
+    for ev in events:
+        lines += _history_line(_dict(ev), now)
     return "\n".join(lines)

@@ -66,7 +66,7 @@ REJECTIONS: list[tuple[str, str, str]] = [
     ("missing nodes", "cluster: {name: c}\n", "hafd.yaml:1: missing required key 'nodes'"),
     ("unknown top key", "cluster: {name: c}\n" + _NODES + "resource: {}\n",
      "hafd.yaml:5: resource: unknown key 'resource' (did you mean 'resources'?); "
-     "known keys: cluster, nodes, programs, resources"),
+     "known keys: cluster, events, metrics, nodes, programs, resources"),
     ("duplicate top key", "cluster: {name: c}\n" + _NODES + "cluster: {name: d}\n",
      "hafd.yaml:5: cluster: duplicate key 'cluster' (first defined at line 1)"),
     ("merge key", "cluster: {name: c, <<: {port: 1}}\n" + _NODES,

@@ -57,6 +57,48 @@ class Cluster:
     tiebreaker: Tiebreaker | None = None
 
 
+# Events hooks can subscribe to (`events.hooks[].on`), with what each means: one table
+# so the config check, the daemon and the docs agree on the names.
+EVENT_NAMES: Mapping[str, str] = {
+    "role_changed": "this node's role changed (e.g. standby -> active, with the reason and the takeover timeline)",
+    "resource_failed": "an operation on a resource failed, or its monitor found it broken or exited",
+    "peer_lost": "a peer stopped sending heartbeats on every link (or said goodbye for good)",
+    "peer_up": "a peer is heard again (or for the first time)",
+    "link_down": "one HA link to a peer went silent",
+    "link_up": "an HA link to a peer carries heartbeats again",
+    "fenced": "a lost peer was fenced",
+    "fencing_failed": "fencing a lost peer failed (retried, or halted)",
+    "split_brain": "more than one node claimed the role",
+    "operator": "an operator request (standby, unstandby, failover, cleanup, reload)",
+    "hafd_started": "the daemon started",
+}
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A program run on matching events: the event in HAFD_* variables and as JSON on stdin."""
+
+    command: tuple[str, ...]
+    on: tuple[str, ...] = tuple(EVENT_NAMES)
+    timeout: float = 10.0
+    line: int = 0  # where the hook is defined, for log messages
+
+
+@dataclass(frozen=True)
+class Events:
+    hooks: tuple[Hook, ...] = ()
+    # Hooks run in the background; at most this many at once, the rest wait in a bounded queue.
+    max_concurrent: int = 4
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The Prometheus endpoint (off unless `metrics.listen` is set)."""
+
+    host: str
+    port: int
+
+
 @dataclass(frozen=True)
 class Node:
     name: str
@@ -182,6 +224,8 @@ class Config:
     local_node: str | None = None
     # Legal but risky settings ("file:line: path: message"), for the daemon and `hafctl check` to show.
     warnings: tuple[str, ...] = ()
+    events: Events = Events()
+    metrics: Metrics | None = None
 
     def peers(self) -> list[Node]:
         return [n for name, n in self.nodes.items() if name != self.local_node]

@@ -25,9 +25,13 @@ from hafd.core.config import (
     OcfParams,
     Config,
     DrbdParams,
+    EVENT_NAMES,
+    Events,
     Fencing,
     FilesystemParams,
+    Hook,
     IpaddrParams,
+    Metrics,
     Node,
     OnFailure,
     ProcessParams,
@@ -497,9 +501,93 @@ def _local_node(r: Reader, nodes: Mapping[str, Node], nodes_line: int, node: str
     return None
 
 
+# -- events and metrics -------------------------------------------------------------
+
+_HOOK_KEYS = {"command": Key(_argv, required=True), "on": Key(lambda r, n, p: n), "timeout": Key(_seconds)}
+
+
+def _event_names(r: Reader, node: yaml.Node, path: str) -> tuple[str, ...] | None:
+    items = r.sequence(node, path, "event names")
+    if items is INVALID:
+        return None
+    out: list[str] = []
+    ok = True
+    for i, item in enumerate(items):
+        name = r.string(item, f"{path}[{i}]")
+        if not isinstance(name, str):
+            ok = False
+        elif name not in EVENT_NAMES:
+            ok = False
+            r.error(item, f"{path}[{i}]", f"unknown event {name!r}{suggest(name, EVENT_NAMES)}; known events: "
+                    + ", ".join(EVENT_NAMES))
+        elif name not in out:
+            out.append(name)
+    if ok and not out:
+        r.error(node, path, "must name at least one event (leave `on` out for every event)")
+        return None
+    return tuple(out) if ok else None
+
+
+def _hooks(r: Reader, n: yaml.Node, p: str) -> Any:
+    if is_null(n):
+        return ()
+    items = r.sequence(n, p, "hooks (each a mapping with command, on, timeout)")
+    if items is INVALID:
+        return INVALID
+    out: list[Hook] = []
+    ok = True
+    for i, item in enumerate(items):
+        path = f"{p}[{i}]"
+        values, vnodes, good = _section(r, item, path, _HOOK_KEYS, line_of(item))
+        on = _event_names(r, vnodes["on"], f"{path}.on") if "on" in vnodes else tuple(EVENT_NAMES)
+        if good and on is not None:
+            out.append(Hook(command=values["command"], on=on, timeout=values.get("timeout", Hook.timeout),
+                            line=line_of(item)))
+        else:
+            ok = False
+    return tuple(out) if ok else INVALID
+
+
+_EVENTS = {"hooks": Key(_hooks), "max_concurrent": Key(_int_at_least(1))}
+
+
+def _listen(r: Reader, n: yaml.Node, p: str) -> Any:
+    """HOST:PORT with an IP address (the endpoint binds to it; [::1]:9469 for IPv6)."""
+    value = r.string(n, p)
+    if not isinstance(value, str):
+        return value
+    bad = f"expected HOST:PORT with an IP address, e.g. 127.0.0.1:9469 or [::1]:9469, got {value!r}"
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        return r.error(n, p, bad + " (put an IPv6 address in brackets)")
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        return r.error(n, p, bad)
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return r.error(n, p, f"{bad} (the port must be 1-65535)")
+    return Metrics(host=host, port=int(port))
+
+
+_METRICS = {"listen": Key(_listen)}
+
+
+def _events(r: Reader, node: yaml.Node, owner_line: int) -> Events | None:
+    values, _, ok = _section(r, node, "events", _EVENTS, owner_line)
+    return Events(**values) if ok else None
+
+
+def _metrics(r: Reader, node: yaml.Node, owner_line: int) -> Metrics | None | Any:
+    """None: metrics off (no `listen`); INVALID on errors."""
+    values, _, ok = _section(r, node, "metrics", _METRICS, owner_line)
+    return values.get("listen") if ok else INVALID
+
+
 # -- entry points -----------------------------------------------------------------
 
-_TOP = ("cluster", "nodes", "resources", "programs")
+_TOP = ("cluster", "nodes", "resources", "programs", "events", "metrics")
 
 
 def parse_config(text: str, path: str = "hafd.yaml", *, node: str | None = None,
@@ -524,13 +612,16 @@ def parse_config(text: str, path: str = "hafd.yaml", *, node: str | None = None,
     if "programs" in top:
         values, _, ok = _section(r, top["programs"][1], "programs", _PROGRAMS, line_of(top["programs"][0]))
         programs = Programs(**values) if ok else None
+    events = _events(r, top["events"][1], line_of(top["events"][0])) if "events" in top else Events()
+    metrics = _metrics(r, top["metrics"][1], line_of(top["metrics"][0])) if "metrics" in top else None
     local = None
     if nodes and not r.issues:
         local = _local_node(r, nodes, line_of(top["nodes"][0]), node, local_addresses)
     if r.issues or cluster is None or nodes is None or resources is None:
         raise ConfigError(sorted(r.issues, key=lambda i: i.line))
     return Config(cluster=cluster, nodes=nodes, resources=resources, programs=programs or Programs(), path=path,
-                  local_node=local, warnings=tuple(str(w) for w in r.warnings))
+                  local_node=local, warnings=tuple(str(w) for w in r.warnings), events=events or Events(),
+                  metrics=metrics if isinstance(metrics, Metrics) else None)
 
 
 def load_config(path: str, *, node: str | None = None, local_addresses: Iterable[str] | None = None) -> Config:
