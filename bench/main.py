@@ -1,0 +1,203 @@
+"""bench/run's Python half: build each system's test bed, measure, print a table, write the JSON.
+
+Systems are named entries in SYSTEMS: a factory for a Driver (bench/measure.py), or None with the
+reason it is not measured yet.  keepalived and Pacemaker join by adding their Driver factories
+there; every measurement, the table and the JSON then treat them exactly as hafd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from bench import measure
+from bench.hafd_bench import DRBD_CALLS_PER_PROMOTE, PROFILES, REAL_DRBDADM_S, HafdDriver
+from bench.stats import (SOAK_LOSS, expected_rates, format_rate, not_measured, phase_medians, shape_problems, split_phases,
+                         summary, table)
+from integration.prober import Prober
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PEERS_LATER = ("not measured yet: the keepalived and Pacemaker runners (issue 5 item 6) come in a later session; "
+               "they plug in as further Drivers in bench/main.py SYSTEMS")
+SYSTEMS: dict[str, Callable[[], measure.Driver] | None] = {
+    "hafd": lambda: HafdDriver(PROFILES["hafd"]),
+    "hafd_fast": lambda: HafdDriver(PROFILES["hafd_fast"]),
+    "keepalived_default": None,
+    "keepalived_fast": None,
+    "pacemaker_default": None,
+    "pacemaker_token1000": None,
+}
+GAP_LIMIT = 1.0  # a prober gap longer than this during the soak counts as a service interruption
+PROBE_INTERVAL = 0.02
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"hostname": socket.gethostname(), "kernel": platform.release(), "cpus": os.cpu_count(), "cpu": model,
+            "python": platform.python_version(), "loadavg_at_start": os.getloadavg()[0]}
+
+
+def overheads(samples: list[float], detection: float, limit: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """Each failover minus the physical limit; and the same with the stand-in's calls costed as the real tool's."""
+    base = detection + limit["steps_total_s"]
+    extra = (DRBD_CALLS_PER_PROMOTE - 1) * (limit["_standin_call"] - REAL_DRBDADM_S)
+    with_standin = [s - base for s in samples]
+    return with_standin, [o - extra for o in with_standin]
+
+
+def measure_system(key: str, factory: Callable[[], measure.Driver], a: argparse.Namespace,
+                   rng: random.Random) -> dict[str, Any]:
+    drv = factory()
+    entry: dict[str, Any] = {"timings": drv.timings}
+    prober: Prober | None = None
+    t_start = time.monotonic()
+    try:
+        log(f"{key}: building the test bed")
+        drv.build()
+        prober = Prober.start(drv.spawn, drv.client_netns, interval=PROBE_INTERVAL)
+        limit = None
+        if isinstance(drv, HafdDriver):
+            log(f"{key}: the physical limit, by hand (no HA daemon running)")
+            limit = drv.physical_limit(prober, max(3, min(a.n, 10)), log)
+        active = drv.start_pair()
+        log(f"{key}: {active} active; {a.n} hard failovers")
+        fo = measure.hard_failovers(drv, prober, active, a.n, rng, log)
+        entry["hard_failover_s"] = measure.summarize_runs(fo)
+        offsets, took = split_phases(phase_medians(fo.phases))
+        entry["failover_phases_s"], entry["failover_step_durations_s"] = offsets, took
+        if limit is not None:
+            with_s, real = overheads(fo.samples, drv.detection, limit)
+            entry["overhead_s"] = summary(with_s)
+            entry["overhead_real_drbdadm_s"] = summary(real)
+            entry["physical_limit"] = {k: v for k, v in limit.items() if not k.startswith("_")}
+            entry["physical_limit"]["detection_s"] = drv.detection
+        else:
+            entry["overhead_s"] = not_measured(f"no by-hand physical limit for {key}")
+        log(f"{key}: {a.n} planned switchovers")
+        so = measure.switchovers(drv, prober, fo.active, a.n, log)
+        entry["switchover_s"] = measure.summarize_runs(so)
+        entry["switchover_from_daemon_s"] = summary(so.from_daemon)
+        fp = measure.footprint(drv, so.active, a.idle_seconds, log)
+        by_role = {v["role"]: v for v in fp["nodes"].values()}
+        for out_key, k in (("rss_mb", "rss_mb"), ("pss_mb", "pss_mb"), ("idle_cpu_pct", "cpu_pct"),
+                           ("idle_cpu_with_children_pct", "children_cpu_pct")):
+            vals = {role: v[k] for role, v in by_role.items()}
+            if out_key == "idle_cpu_with_children_pct":
+                vals = {role: round(v["cpu_pct"] + v["children_cpu_pct"], 2) for role, v in by_role.items()}
+            entry[out_key] = {**vals, "max": max(vals.values())}
+        entry["footprint"] = fp
+        if a.soak_minutes > 0:
+            log(f"{key}: soak, {a.soak_minutes:g} min, {SOAK_LOSS:.0%} heartbeat loss on every link, 2 CPU burners")
+            entry["false_failovers"] = measure.soak(drv, prober, so.active, a.soak_minutes, round(SOAK_LOSS * 100),
+                                                    GAP_LIMIT, log)
+        else:
+            entry["false_failovers"] = not_measured("soak skipped (--quick or --soak-minutes 0)")
+    except Exception as e:  # noqa: BLE001 - one system's failure must not lose the others' figures
+        log(f"{key}: FAILED: {e}")
+        entry["error"] = f"{type(e).__name__}: {e}"
+        entry["traceback"] = traceback.format_exc(limit=5)
+        for k in ("hard_failover_s", "switchover_s", "overhead_s", "rss_mb", "idle_cpu_pct", "false_failovers"):
+            entry.setdefault(k, not_measured(f"the run failed before this: {e}"[:300]))
+    finally:
+        if prober is not None:
+            prober.stop()
+        problems = drv.close()
+        if problems:
+            entry["teardown_problems"] = problems
+    if isinstance(drv, HafdDriver):
+        entry["expected_false_failovers"] = expected_rates(drv.interval, drv.detection, links_in_bed=2)
+    entry["duration_s"] = round(time.monotonic() - t_start, 1)
+    return entry
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/run", description="hafd's benchmark (issue 5): failover, switchover, "
+                                "overhead, footprint and false failovers on the namespace test bed.")
+    p.add_argument("--quick", action="store_true", help="n = 3, 30 s idle window, no soak")
+    p.add_argument("--only", help=f"comma-separated systems ({', '.join(SYSTEMS)})")
+    p.add_argument("--n", type=int, help="runs per timed figure (default 20; --quick 3)")
+    p.add_argument("--soak-minutes", type=float, help="false-failover soak (default 10; --quick 0)")
+    p.add_argument("--idle-seconds", type=float, help="idle CPU window (default 300; --quick 30)")
+    p.add_argument("--seed", type=int, help="random crash phases (default: random)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
+    p.add_argument("--no-setup", action="store_true", help="(bench/run) skip scripts/setup.sh")
+    a = p.parse_args(argv)
+    a.n = a.n if a.n is not None else (3 if a.quick else 20)
+    a.soak_minutes = a.soak_minutes if a.soak_minutes is not None else (0.0 if a.quick else 10.0)
+    a.idle_seconds = a.idle_seconds if a.idle_seconds is not None else (30.0 if a.quick else 300.0)
+    a.only = [s.strip() for s in a.only.split(",") if s.strip()] if a.only else list(SYSTEMS)
+    unknown = [s for s in a.only if s not in SYSTEMS]
+    if unknown:
+        p.error(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
+    if not 1 <= a.n <= 1000 or not 0 <= a.soak_minutes <= 24 * 60 or not 1 <= a.idle_seconds <= 3600:
+        p.error("--n must be 1-1000, --soak-minutes 0-1440, --idle-seconds 1-3600")
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = parse(sys.argv[1:] if argv is None else argv)
+    if os.geteuid() != 0:
+        print("bench/run: needs root (network namespaces, loop devices, mounts)", file=sys.stderr)
+        return 2
+    # SIGTERM/SIGHUP unwind like ^C, so every test bed is closed (the finally blocks run).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt()))
+    seed = a.seed if a.seed is not None else random.SystemRandom().randrange(2**31)
+    rng = random.Random(seed)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    doc: dict[str, Any] = {"machine": machine(), "date": now.isoformat(timespec="seconds"),
+                           "mode": "quick" if a.quick else "full",
+                           "command": "bench/run " + " ".join(sys.argv[1:] if argv is None else argv),
+                           "settings": {"n": a.n, "soak_minutes": a.soak_minutes, "idle_seconds": a.idle_seconds,
+                                        "seed": seed, "probe_interval_s": PROBE_INTERVAL}}
+    t0 = time.monotonic()
+    for key in SYSTEMS:
+        factory = SYSTEMS[key]
+        if key not in a.only:
+            continue
+        if factory is None:
+            doc[key] = not_measured(PEERS_LATER)
+            continue
+        doc[key] = measure_system(key, factory, a, rng)
+    doc["duration_s"] = round(time.monotonic() - t0, 1)
+    for key in ("hafd", "hafd_fast"):
+        if key in a.only:
+            p = PROFILES[key]
+            print(f"\nexpected false failovers ({key}):")
+            for r in expected_rates(p.interval, p.deadtime, links_in_bed=2):
+                print("  " + format_rate(r))
+    print("\n" + table(doc))
+    problems = shape_problems(doc)
+    if problems:
+        print(f"\nresults shape problems: {problems}", file=sys.stderr)
+    a.out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(doc, indent=2) + "\n"
+    path = a.out / f"{now.strftime('%Y-%m-%dT%H%M%SZ')}.json"
+    path.write_text(text)
+    (a.out / "latest.json").write_text(text)
+    print(f"\nwrote {path} and {a.out / 'latest.json'} ({doc['duration_s']:g} s)")
+    failed = [k for k, v in doc.items() if isinstance(v, dict) and "error" in v]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""The measurements of issue 5 (items 1-5), written once against a `Driver`.
+
+A Driver is one HA system on the test-bed topology (hafd at a timing profile today;
+keepalived and Pacemaker later): it knows how to start the pair, crash a node, bring it
+back, ask for a switchover and list its processes.  Everything timed here is timed the
+same way for every system: by the DHCP prober in the client namespace (a DISCOVER every
+20 ms), on CLOCK_MONOTONIC shared with this process.  Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from bench.stats import interruptions, summary
+
+VIP = "10.10.101.1"
+ACK_TIMEOUT = 15.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """A system did not reach the state a measurement needs, within its bound."""
+
+
+class Driver(ABC):
+    """One HA system on the two-node DHCP topology; see the module docstring."""
+
+    key: str  # the results key: "hafd", "hafd_fast", "keepalived_default", ...
+    interval: float  # the heartbeat/advert period: the crash is placed at a random phase of it
+    detection: float  # the configured time to declare the peer lost (hafd: deadtime)
+    timings: dict[str, Any]
+    nodes: tuple[str, str]
+    client_netns: str
+
+    @abstractmethod
+    def build(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> list[str]: ...
+
+    @abstractmethod
+    def spawn(self, argv: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
+        """A helper process killed when the driver closes (prober, CPU burners)."""
+
+    @abstractmethod
+    def start_pair(self) -> str:
+        """Start both nodes; return the active one once it serves and the other is its backup."""
+
+    @abstractmethod
+    def wait_settled(self, active: str, timeout: float = 20.0) -> None:
+        """Until `active` serves everything and its peer is a ready backup."""
+
+    @abstractmethod
+    def crash(self, node: str) -> float:
+        """Hard crash (kill -9 of the daemons and dhcpd, links down); the monotonic time of it."""
+
+    @abstractmethod
+    def recover(self, node: str) -> None:
+        """Power a crashed node on and start its daemons (it must come back as the backup)."""
+
+    @abstractmethod
+    def switchover(self, active: str) -> float:
+        """Ask for a planned switchover away from `active`; the monotonic time the command started."""
+
+    @abstractmethod
+    def pids(self, node: str) -> list[int]:
+        """The HA system's own processes on `node` (footprint)."""
+
+    @abstractmethod
+    def add_heartbeat_loss(self, percent: int) -> None: ...
+
+    @abstractmethod
+    def remove_heartbeat_loss(self) -> None: ...
+
+    @abstractmethod
+    def mark(self) -> Any:
+        """A position in the system's logs, for `role_changes_since`."""
+
+    @abstractmethod
+    def role_changes_since(self, mark: Any) -> dict[str, int]:
+        """{"role_changes": n, "peer_lost": n} since `mark`, both nodes together."""
+
+    def peer(self, node: str) -> str:
+        return self.nodes[1] if node == self.nodes[0] else self.nodes[0]
+
+    def timeline(self, node: str, t_crash: float) -> dict[str, float] | None:
+        """The system's own account of a takeover: phase -> seconds after t_crash (None: it has none)."""
+        return None
+
+    def switchover_received(self, node: str) -> float | None:
+        """When the system itself saw the switchover request (monotonic), if it says."""
+        return None
+
+
+def ack_from(node: str) -> Callable[[dict[str, Any]], bool]:
+    """A DHCPACK naming the VIP, sent by `node` (told apart by its per-node domain-name)."""
+    return lambda e: e.get("type") == "ACK" and e.get("server_id") == VIP and e.get("domain") == node
+
+
+@dataclass
+class FailoverRuns:
+    samples: list[float] = field(default_factory=list)
+    phases: list[dict[str, float]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    active: str = ""
+
+
+def _serving(drv: Driver, prober: Any, node: str) -> None:
+    drv.wait_settled(node)
+    if prober.wait_for(ack_from(node), 10.0, since=time.monotonic()) is None:
+        raise BenchError(f"{drv.key}: {node} is active but the prober got no DHCPACK from it within 10 s")
+
+
+def hard_failovers(drv: Driver, prober: Any, active: str, n: int, rng: random.Random,
+                   log: Callable[[str], None]) -> FailoverRuns:
+    """Item 1: crash the active node at a random phase of the heartbeat cycle, n times, alternating nodes."""
+    out = FailoverRuns(active=active)
+    while len(out.samples) < n and len(out.failures) < 3:
+        _serving(drv, prober, active)
+        time.sleep(rng.uniform(0.0, drv.interval))
+        t = drv.crash(active)
+        survivor = drv.peer(active)
+        ack = prober.wait_for(ack_from(survivor), ACK_TIMEOUT, since=t)
+        if ack is None:
+            out.failures.append(f"run {len(out.samples) + 1}: no ACK from {survivor} within {ACK_TIMEOUT:g}s")
+        else:
+            out.samples.append(ack["mono"] - t)
+            tl = _timeline_after(drv, survivor, t)
+            if tl is not None:
+                tl["first DHCPACK"] = ack["mono"] - t
+                out.phases.append(tl)
+            log(f"  {drv.key} hard failover {len(out.samples)}/{n}: {(ack['mono'] - t) * 1000:.0f} ms "
+                f"({active} crashed, {survivor} answered)")
+        drv.recover(active)
+        active = out.active = survivor
+    return out
+
+
+def _timeline_after(drv: Driver, node: str, t: float) -> dict[str, float] | None:
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        tl = drv.timeline(node, t)
+        if tl is None or "active" in tl:
+            return tl
+        time.sleep(0.05)
+    return drv.timeline(node, t)
+
+
+@dataclass
+class SwitchoverRuns:
+    samples: list[float] = field(default_factory=list)
+    from_daemon: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    active: str = ""
+
+
+def switchovers(drv: Driver, prober: Any, active: str, n: int, log: Callable[[str], None]) -> SwitchoverRuns:
+    """Item 2: the planned switchover command -> the first DHCPACK from the new active node."""
+    out = SwitchoverRuns(active=active)
+    _serving(drv, prober, active)
+    while len(out.samples) < n and len(out.failures) < 3:
+        new = drv.peer(active)
+        t0 = drv.switchover(active)
+        ack = prober.wait_for(ack_from(new), ACK_TIMEOUT, since=t0)
+        if ack is None:
+            out.failures.append(f"run {len(out.samples) + 1}: no ACK from {new} within {ACK_TIMEOUT:g}s")
+            break
+        out.samples.append(ack["mono"] - t0)
+        got = drv.switchover_received(new)
+        if got is not None and got >= t0 - 0.01:
+            out.from_daemon.append(ack["mono"] - got)
+        log(f"  {drv.key} switchover {len(out.samples)}/{n}: {(ack['mono'] - t0) * 1000:.0f} ms to {new}")
+        _serving(drv, prober, new)
+        active = out.active = new
+    return out
+
+
+# -- footprint ---------------------------------------------------------------------------------
+
+
+def read_mem_kb(pid: int) -> dict[str, int]:
+    """Rss and Pss (kB) from /proc/PID/smaps_rollup."""
+    out: dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss"):
+                out[key] = int(rest.split()[0])
+    return out
+
+
+def read_cpu_ticks(pid: int) -> tuple[int, int]:
+    """(own utime+stime, reaped children's cutime+cstime) in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def footprint(drv: Driver, active: str, window: float, log: Callable[[str], None]) -> dict[str, Any]:
+    """Item 4: RSS/PSS of each node's processes, CPU over an idle window (per node, % of one core)."""
+    pids = {node: drv.pids(node) for node in drv.nodes}
+    mem = {node: [read_mem_kb(p) for p in ps] for node, ps in pids.items()}
+    before = {node: [read_cpu_ticks(p) for p in ps] for node, ps in pids.items()}
+    t0 = time.monotonic()
+    log(f"  {drv.key}: idle CPU window of {window:g} s")
+    time.sleep(window)
+    wall = time.monotonic() - t0
+    res: dict[str, Any] = {"window_s": round(wall, 1), "nodes": {}}
+    for node, ps in pids.items():
+        after = [read_cpu_ticks(p) for p in ps]
+        own = sum(a[0] - b[0] for a, b in zip(after, before[node])) / CLK_TCK
+        kids = sum(a[1] - b[1] for a, b in zip(after, before[node])) / CLK_TCK
+        res["nodes"][node] = {
+            "role": "active" if node == active else "standby",
+            "pids": ps,
+            "rss_mb": round(sum(m.get("Rss", 0) for m in mem[node]) / 1024, 1),
+            "pss_mb": round(sum(m.get("Pss", 0) for m in mem[node]) / 1024, 1),
+            "cpu_pct": round(100 * own / wall, 2),
+            "children_cpu_pct": round(100 * kids / wall, 2),
+        }
+    return res
+
+
+# -- false failovers ---------------------------------------------------------------------------
+
+BURNER = "import time\nend = time.monotonic() + {secs}\nwhile time.monotonic() < end: pass\n"
+
+
+def soak(drv: Driver, prober: Any, active: str, minutes: float, loss_percent: int, gap_limit: float,
+         log: Callable[[str], None]) -> dict[str, Any]:
+    """Item 5: heartbeat loss on every link plus two CPU burners; count role changes and interruptions."""
+    secs = minutes * 60.0
+    burners: list[subprocess.Popen[Any]] = []
+    mark = drv.mark()
+    t0 = time.monotonic()
+    try:
+        drv.add_heartbeat_loss(loss_percent)
+        for _ in range(2):  # self-bounded too: they end on their own a little after the soak
+            burners.append(drv.spawn([sys.executable, "-c", BURNER.format(secs=secs + 30)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        end = t0 + secs
+        while time.monotonic() < end:
+            time.sleep(min(30.0, max(0.0, end - time.monotonic())))
+            counts = drv.role_changes_since(mark)
+            log(f"  {drv.key} soak {(time.monotonic() - t0) / 60:.1f}/{minutes:g} min: {counts}")
+    finally:
+        for b in burners:
+            if b.poll() is None:
+                b.kill()
+            b.wait(timeout=10)
+        drv.remove_heartbeat_loss()
+    t1 = time.monotonic()
+    acks = [e["mono"] for e in prober.snapshot(since=t0, kind="ACK") if e["mono"] <= t1]
+    wrong = [e for e in prober.snapshot(since=t0, kind="ACK") if e["mono"] <= t1 and e.get("domain") != active]
+    counts = drv.role_changes_since(mark)
+    holes = interruptions([t0, *acks, t1], gap_limit)
+    return {"minutes": round((t1 - t0) / 60, 2), "loss_percent": loss_percent, "cpu_burners": len(burners),
+            "role_changes": counts["role_changes"], "peer_lost": counts["peer_lost"],
+            "interruptions": len(holes), "interruption_threshold_s": gap_limit,
+            "largest_gap_s": round(max([0.0, *(b - a for a, b in zip([t0, *acks], [*acks, t1]))]), 3),
+            "acks": len(acks), "acks_from_the_other_node": len(wrong)}
+
+
+def summarize_runs(runs: FailoverRuns | SwitchoverRuns) -> dict[str, Any]:
+    s = summary(runs.samples)
+    if runs.failures:
+        s["failures"] = runs.failures
+    return s
