@@ -364,7 +364,8 @@ names differ per run, like {prefix}-one above):
 Between steps, a second root shell can look inside a node (bed.one.holder.pid and bed.dir give the values):
   ONE="nsenter -t <holder pid> -m -n"; $ONE hafctl status; $ONE findmnt /data; $ONE cat /etc/hafd/hafd.yaml
   tail -f <bed.dir>/nodeone/hafd.log                  # hafd's JSON log
-Run this demo again: bash scripts/demo.sh (--step pauses before each step; --single: the one-node demo).
+Run this demo again without setup: /opt/hafd-venv/bin/python integration/demo.py [--step]
+(--step pauses before each step; bash scripts/demo.sh --single runs the one-node demo).
 """
 
 
