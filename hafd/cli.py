@@ -383,6 +383,37 @@ def cmd_import_crm(ns: argparse.Namespace) -> int:
     return EXIT_ERROR if ns.strict and (result.lost or cs_text is None) else EXIT_OK
 
 
+def cmd_simulate(ns: argparse.Namespace) -> int:
+    """What the cluster would do after EVENTs, and why: from the running daemon's state (read with
+    `status`; nothing is changed) or, with `simulate --config PATH`, from a cold start of PATH."""
+    from hafd.core.configload import ConfigError, load_config
+    from hafd.simulate import SimulateError, parse_events, simulate
+
+    path = ns.sim_config or ns.config
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        _fail(f"simulate: {exc}", EXIT_ERROR)
+    try:
+        events = parse_events(ns.events, cfg)
+    except SimulateError as exc:
+        raise ClientError(EXIT_USAGE, f"simulate: {exc}") from None
+    status = None
+    if ns.sim_config is None:
+        try:
+            status = call(ns.socket or cfg.cluster.control_socket, "status", {}, timeout=ns.timeout or STATUS_TIMEOUT)
+        except ClientError as exc:
+            if exc.exit_code == EXIT_NOT_RUNNING:
+                exc.message += " (to simulate from a cold start instead: hafctl simulate --config PATH EVENT...)"
+            raise
+    try:
+        sim = simulate(cfg, events, status)
+    except SimulateError as exc:
+        _fail(f"simulate: {exc}", EXIT_ERROR)
+    print(json.dumps(sim.as_json(), indent=2) if ns.json else sim.render())
+    return EXIT_OK
+
+
 # --- parser ---------------------------------------------------------------------------
 
 
@@ -445,6 +476,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corosync", metavar="PATH", help="corosync.conf (default: /etc/corosync/corosync.conf if present)")
     p.add_argument("--strict", action="store_true", help="exit 1 if anything could not be translated")
     p.set_defaults(func=cmd_import_crm)
+    p = sub.add_parser(
+        "simulate", help="what the cluster would do after EVENTs, and why (changes nothing)",
+        description="Replay EVENTs through hafd's own decision code, from the running daemon's state (read with "
+        "`status`) or, with --config, from a cold start of that file, and say what would happen, step by step.",
+        epilog="events (each applied once the cluster settled after the previous one):\n"
+        "  node-lost NODE                   the machine dies: heartbeats stop, nothing runs there\n"
+        "  node-back NODE                   it boots again\n"
+        "  resource-failed RES [NODE] [xN]  the next N monitors of RES on NODE (default: where it runs) fail\n"
+        "  link-down NODE ADDRESS           NODE's link ADDRESS carries nothing (link-up NODE ADDRESS: again)\n"
+        "  standby NODE | unstandby NODE\n"
+        "  failover [NODE]                  hafctl failover [--to NODE]\n"
+        "  fence-fails NODE                 fencing NODE fails from now on\n"
+        "  tiebreaker-lost NODE             NODE cannot reach the tiebreaker (tiebreaker-back NODE: again)\n"
+        "example: hafctl simulate --config /etc/hafd/hafd.yaml node-lost nodeone",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("events", nargs="+", metavar="EVENT", help="event words, e.g. node-lost nodeone resource-failed dhcpd x4")
+    p.add_argument("--config", dest="sim_config", metavar="PATH",
+                   help="simulate from a cold start of this configuration instead of the running daemon's state")
+    p.add_argument("--json", action="store_true", help="the steps and the resulting states as JSON")
+    p.set_defaults(func=cmd_simulate)
     return parser
 
 
