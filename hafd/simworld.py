@@ -138,7 +138,7 @@ class World:
                 raise SimulateError(f"the simulation did not settle after {MAX_STEPS} steps (t={self.now:.3f}s)")
             if (not self.q or self.q[0][0] > self.now) and done():
                 return True
-        return done()
+        return self.settled()  # nothing left to happen: every node is down
 
     def settled(self) -> bool:
         for node in self.nodes.values():

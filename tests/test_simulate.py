@@ -444,6 +444,7 @@ def test_live_simulation_starts_from_the_daemon_state_and_changes_nothing(solo: 
     assert cold["final"]["nodes"]["solo"]["role"] == "active"  # a fresh start only restarts it
     text = hafctl("--config", str(solo.config), "simulate", "node-lost", "solo")
     assert text.returncode == 0 and "result: no node is active; solo down" in text.stdout
+    assert "not settled" not in text.stdout
     assert differences(was, comparable(solo.status())) == []
     assert solo.server_pid() == pid and (solo.tmp / "marker").exists()
 
