@@ -299,3 +299,15 @@ def test_probed_resources_are_left_alone_until_a_role_is_decided():
     settle(eng, world, eng.start_probes(), 0)
     assert stops(world) == [] and starts(world) == []
     assert world.running == {"vip", "dhcpd"}
+
+
+def test_adopted_resources_are_monitored_like_started_ones():
+    eng, world = boot(running=set(SEED))  # everything adopted by the probes at t=0
+    assert world.log == []
+    assert eng.next_deadline() == 5.0  # dhcpd's interval, then the others' 10 s
+    assert [a.resource for a in eng.tick(5.0)] == ["dhcpd"]
+    world.running.discard("dhcpd")
+    world.log.clear()
+    settle(eng, world, [a for a in eng.tick(10.0) if a.resource != "dhcpd"], 10.0)
+    settle(eng, world, eng.op_done("dhcpd", Op.MONITOR, Outcome.STOPPED, 10.0), 10.0)
+    assert ("start", "dhcpd") in world.log  # an adopted resource that dies is restarted

@@ -219,6 +219,8 @@ class Engine:
             r.last_op = OpRecord(op, outcome is not Outcome.FAILED if op in (Op.PROBE, Op.MONITOR) else outcome is Outcome.OK, duration, now)
         if op is Op.PROBE:
             self._probed(r, outcome, error)
+            if r.state is RState.STARTED:  # adopted: watched like anything this engine started
+                r.next_monitor = now + r.spec.monitor_interval
         elif op is Op.START:
             if outcome is Outcome.OK:
                 r.state = RState.STARTED
