@@ -134,6 +134,16 @@ class HafdDriver(Driver):
         for n in self.bed.nodes.values():
             run(["ip", "netns", "exec", n.ns, "nft", "delete", "table", "inet", self.loss_table], check=False)
 
+    def loss_seen(self) -> dict[str, Any]:
+        """Each node's measured loss per peer link (hafctl status), at the end of the soak."""
+        out: dict[str, Any] = {}
+        for name, n in self.bed.nodes.items():
+            s = n.status() or {}
+            peer = self.bed.peer(n).name
+            links = ((s.get("nodes") or {}).get(peer) or {}).get("links") or {}
+            out[name] = {addr: ln.get("loss") for addr, ln in links.items()}
+        return out
+
     def mark(self) -> dict[str, int]:
         return {name: len(n.events()) for name, n in self.bed.nodes.items()}
 

@@ -28,7 +28,7 @@ from bench.stats import (SOAK_LOSS, expected_rates, format_rate, not_measured, p
 from integration.prober import Prober
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PEERS_LATER = ("not measured yet: the keepalived and Pacemaker runners (issue 5 item 6) come in a later session; "
+PEERS_LATER = ("the keepalived and Pacemaker runners (issue 5 item 6) come in a later session; "
                "they plug in as further Drivers in bench/main.py SYSTEMS")
 SYSTEMS: dict[str, Callable[[], measure.Driver] | None] = {
     "hafd": lambda: HafdDriver(PROFILES["hafd"]),
@@ -39,7 +39,7 @@ SYSTEMS: dict[str, Callable[[], measure.Driver] | None] = {
     "pacemaker_token1000": None,
 }
 GAP_LIMIT = 1.0  # a prober gap longer than this during the soak counts as a service interruption
-PROBE_INTERVAL = 0.02
+PROBE_INTERVAL = measure.PROBE_INTERVAL
 
 
 def log(msg: str) -> None:
@@ -93,7 +93,7 @@ def measure_system(key: str, factory: Callable[[], measure.Driver], a: argparse.
         else:
             entry["overhead_s"] = not_measured(f"no by-hand physical limit for {key}")
         log(f"{key}: {a.n} planned switchovers")
-        so = measure.switchovers(drv, prober, fo.active, a.n, log)
+        so = measure.switchovers(drv, prober, fo.active, a.n, rng, log)
         entry["switchover_s"] = measure.summarize_runs(so)
         entry["switchover_from_daemon_s"] = summary(so.from_daemon)
         fp = measure.footprint(drv, so.active, a.idle_seconds, log)

@@ -23,6 +23,11 @@ from bench.stats import interruptions, summary
 VIP = "10.10.101.1"
 ACK_TIMEOUT = 15.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The prober's period.  Waiting for an ACK locks this process to the probe grid, so each timed
+# event gets an extra random delay of 0..PROBE_INTERVAL too: otherwise every figure comes out on
+# a multiple of 20 ms, biased.  (U(0,T) + anything independent is still uniform modulo T, so the
+# crash also stays at a uniformly random phase of the heartbeat cycle.)
+PROBE_INTERVAL = 0.02
 
 
 class BenchError(RuntimeError):
@@ -94,6 +99,10 @@ class Driver(ABC):
         """The system's own account of a takeover: phase -> seconds after t_crash (None: it has none)."""
         return None
 
+    def loss_seen(self) -> Any:
+        """The system's own view of heartbeat loss (proof the drop rules bite), if it reports one."""
+        return None
+
     def switchover_received(self, node: str) -> float | None:
         """When the system itself saw the switchover request (monotonic), if it says."""
         return None
@@ -124,7 +133,7 @@ def hard_failovers(drv: Driver, prober: Any, active: str, n: int, rng: random.Ra
     out = FailoverRuns(active=active)
     while len(out.samples) < n and len(out.failures) < 3:
         _serving(drv, prober, active)
-        time.sleep(rng.uniform(0.0, drv.interval))
+        time.sleep(rng.uniform(0.0, drv.interval) + rng.uniform(0.0, PROBE_INTERVAL))
         t = drv.crash(active)
         survivor = drv.peer(active)
         ack = prober.wait_for(ack_from(survivor), ACK_TIMEOUT, since=t)
@@ -161,12 +170,14 @@ class SwitchoverRuns:
     active: str = ""
 
 
-def switchovers(drv: Driver, prober: Any, active: str, n: int, log: Callable[[str], None]) -> SwitchoverRuns:
+def switchovers(drv: Driver, prober: Any, active: str, n: int, rng: random.Random,
+                log: Callable[[str], None]) -> SwitchoverRuns:
     """Item 2: the planned switchover command -> the first DHCPACK from the new active node."""
     out = SwitchoverRuns(active=active)
     _serving(drv, prober, active)
     while len(out.samples) < n and len(out.failures) < 3:
         new = drv.peer(active)
+        time.sleep(rng.uniform(0.0, PROBE_INTERVAL))
         t0 = drv.switchover(active)
         ack = prober.wait_for(ack_from(new), ACK_TIMEOUT, since=t0)
         if ack is None:
@@ -240,6 +251,7 @@ def soak(drv: Driver, prober: Any, active: str, minutes: float, loss_percent: in
     burners: list[subprocess.Popen[Any]] = []
     mark = drv.mark()
     t0 = time.monotonic()
+    seen: Any = None
     try:
         drv.add_heartbeat_loss(loss_percent)
         for _ in range(2):  # self-bounded too: they end on their own a little after the soak
@@ -250,6 +262,7 @@ def soak(drv: Driver, prober: Any, active: str, minutes: float, loss_percent: in
             time.sleep(min(30.0, max(0.0, end - time.monotonic())))
             counts = drv.role_changes_since(mark)
             log(f"  {drv.key} soak {(time.monotonic() - t0) / 60:.1f}/{minutes:g} min: {counts}")
+        seen = drv.loss_seen()
     finally:
         for b in burners:
             if b.poll() is None:
@@ -265,7 +278,7 @@ def soak(drv: Driver, prober: Any, active: str, minutes: float, loss_percent: in
             "role_changes": counts["role_changes"], "peer_lost": counts["peer_lost"],
             "interruptions": len(holes), "interruption_threshold_s": gap_limit,
             "largest_gap_s": round(max([0.0, *(b - a for a, b in zip([t0, *acks], [*acks, t1]))]), 3),
-            "acks": len(acks), "acks_from_the_other_node": len(wrong)}
+            "acks": len(acks), "acks_from_the_other_node": len(wrong), "loss_seen_by_the_system": seen}
 
 
 def summarize_runs(runs: FailoverRuns | SwitchoverRuns) -> dict[str, Any]:
