@@ -300,3 +300,20 @@ def test_migration_page_shows_the_real_import_output() -> None:
             assert line.strip() in page, f"the walk-through skips {line!r}"
     for report in result.lost:
         assert f"{report.file}:{report.line}" in page, f"the walk-through does not explain {report}"
+
+
+# -- links between the pages ------------------------------------------------------------------
+
+
+def _slug(heading: str) -> str:
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_between_pages_resolve() -> None:
+    pages = {p.name: p.read_text() for p in DOCS.glob("*.md")}
+    anchors = {name: {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)} for name, text in pages.items()}
+    for name, text in pages.items():
+        for target, anchor in re.findall(r"\]\(([a-z-]*\.md)?#([^)]+)\)", text):
+            page = target or name
+            assert page in anchors, f"{name}: link to a missing page {page}"
+            assert anchor in anchors[page], f"{name}: link to a missing heading {page}#{anchor}"
