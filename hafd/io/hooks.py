@@ -56,13 +56,19 @@ class HookRunner:
 
     def emit(self, ev: Mapping[str, Any]) -> None:
         """Start every hook that subscribes to this event, in the background; never raises."""
+        try:
+            self._emit(ev)
+        except Exception:  # noqa: BLE001 - called from the daemon's decision path
+            log.exception("hook_emit_failed")
+
+    def _emit(self, ev: Mapping[str, Any]) -> None:
         kind = ev.get("event")
         for hook in self.hooks:
             if kind not in hook.on:
                 continue
             if len(self._tasks) >= MAX_QUEUED:
                 self.stats["dropped"] += 1
-                log.warning("hook_dropped", event=kind, command=hook.command[0], queued=len(self._tasks))
+                log.warning("hook_dropped", hook_event=kind, command=hook.command[0], queued=len(self._tasks))
                 continue
             try:
                 task = asyncio.get_running_loop().create_task(self._run(hook, ev), name=f"hook:{hook.command[0]}")
