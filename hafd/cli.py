@@ -21,16 +21,15 @@ import argparse
 import errno
 import json
 import os
-import secrets
 import socket
 import sys
 import time
 from typing import Any, Mapping, NoReturn, Sequence
 
 from hafd import protocol
-from hafd.core.config import DEFAULT_CONFIG_PATH
+from hafd.paths import DEFAULT_CONFIG_PATH, DEFAULT_SOCKET
 
-DEFAULT_SOCKET = "/run/hafd/hafd.sock"
+
 DEFAULT_KEY_FILE = "/etc/hafd/authkey"
 STATUS_TIMEOUT = 5.0
 # standby/failover may answer only once resources have moved: allow a real failover.
@@ -259,7 +258,14 @@ def cmd_drbd_handler(ns: argparse.Namespace) -> int:
     aborts the state change and keeps I/O frozen — the safe answer when we cannot
     tell whether the peer still writes.
     """
-    socket_path, _ = (ns.socket, None) if ns.socket else _from_config(ns.config, "control_socket", DEFAULT_SOCKET)
+    if ns.socket:
+        socket_path = ns.socket
+    elif ns.config == DEFAULT_CONFIG_PATH and os.path.exists(DEFAULT_SOCKET):
+        # DRBD waits (I/O frozen) while this runs: skip parsing the whole config when
+        # the daemon listens where it does by default.
+        socket_path = DEFAULT_SOCKET
+    else:
+        socket_path, _ = _from_config(ns.config, "control_socket", DEFAULT_SOCKET)
     args = drbd_handler_args(os.environ)
     if getattr(ns, "resource", None):
         args["resource"] = ns.resource
@@ -310,6 +316,8 @@ def write_key(path: str, *, force: bool = False) -> None:
         _fail(f"directory {directory} does not exist (create it first)", EXIT_ERROR)
     if os.path.lexists(path) and not force:
         _fail(f"{path} already exists; not overwriting a key (use --force to replace it)", EXIT_ERROR)
+    import secrets  # only keygen needs it; the DRBD handlers must start fast
+
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Mapping
 
-DEFAULT_CONFIG_PATH = "/etc/hafd/hafd.yaml"
+from hafd.paths import DEFAULT_CONFIG_PATH  # noqa: E402,F401 - re-exported
 
 
 class OnFailure(enum.Enum):
