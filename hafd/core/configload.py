@@ -558,6 +558,8 @@ def _listen(r: Reader, n: yaml.Node, p: str) -> Any:
         return value
     bad = f"expected HOST:PORT with an IP address, e.g. 127.0.0.1:9469 or [::1]:9469, got {value!r}"
     host, sep, port = value.rpartition(":")
+    if not sep or value.endswith("]"):
+        return r.error(n, p, bad + " (no :PORT)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
