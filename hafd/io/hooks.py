@@ -59,7 +59,7 @@ class HookRunner:
         try:
             self._emit(ev)
         except Exception:  # noqa: BLE001 - called from the daemon's decision path
-            log.exception("hook_emit_failed")
+            log.exception("hook_failed", hook_event=ev.get("event"), error="internal error starting the hooks")
 
     def _emit(self, ev: Mapping[str, Any]) -> None:
         kind = ev.get("event")
