@@ -125,7 +125,7 @@ class Daemon:
         # Explaining (history, hooks, metrics): see the "explaining" section below.
         self.history = HistoryFile(os.path.join(config.cluster.state_dir, HISTORY_FILE))
         self.hooks = HookRunner(config.events, config.cluster.name)
-        self.explainer = Explainer(self.node, config.cluster.fencing.command[0] if config.cluster.fencing else None)
+        self.explainer = Explainer(self.node, config.cluster.fencing.command if config.cluster.fencing else ())
         self.because = self.role_reason
         self.metrics: Any = None  # hafd.io.metrics.Metrics when `metrics.listen` is set
         self.failovers = 0

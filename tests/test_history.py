@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -11,11 +12,13 @@ from typing import Iterator
 
 import pytest
 
-from hafd.core.history import Explainer, decode, encode, event, lost_sentence, phase_durations, strip_election
+from hafd.core.history import (Explainer, decode, encode, event, lost_sentence, phase_durations, program_name,
+                                strip_election)
 from hafd.core.membership import EventKind, MembershipEvent
 from hafd.io.historyfile import HistoryFile
 from hafd.render import render_history, render_status
 
+from test_cluster_daemons import pair  # noqa: F401 - two daemons in a namespace
 from test_daemon import Hafd, alive
 
 
@@ -48,7 +51,7 @@ def _lost(peer: str, silent: tuple[tuple[str, float | None], ...], reason: str =
 
 
 def test_explainer_names_the_lost_peer_its_silent_links_and_the_fence_program() -> None:
-    ex = Explainer("nodetwo", "/usr/local/sbin/fence-node")
+    ex = Explainer("nodetwo", ["/usr/local/sbin/fence-node", "{peer}"])
     ex.note("peer_lost", "nodeone lost: no valid heartbeat ...", _lost("nodeone", (("10.10.100.1", 0.3612),)))
     ex.note("peer_fenced", "nodeone was fenced: fence-node exited 0", {"peer": "nodeone"})
     reason = "nodetwo becomes active: it is the only visible node (nodeone fenced), after nodeone lost: ..."
@@ -72,6 +75,8 @@ def test_explainer_operator_and_other_loss_shapes() -> None:
     assert lost_sentence("b", (("10.0.0.1", 0.5), ("10.0.1.1", None))) == \
         "b was lost (no heartbeats on 10.0.0.1 for 0.50 s and 10.0.1.1 for ever)"
     assert lost_sentence("b", (), "b lost: it said goodbye") == "b said goodbye and stopped"
+    assert program_name(["/usr/bin/python3", "-u", "/usr/local/sbin/fence-node", "{peer}"]) == "fence-node"
+    assert program_name(["/usr/bin/env", "bash", "/opt/fence.sh"]) == "fence.sh" and program_name([]) is None
     assert strip_election("a becomes active: it is the only visible node", "a") == "it is the only visible node"
     assert strip_election("b stays active: it holds the role", "a") == "b stays active: it holds the role"
 
@@ -208,3 +213,27 @@ def test_history_file_is_in_the_state_dir(solo: Hafd) -> None:
     assert records[0]["event"] == "hafd_started" and records[-1]["event"] == "role_changed"
     assert all(r["node"] == "solo" for r in records)
 
+
+
+def test_a_fenced_failover_is_explained_in_status_and_history(pair) -> None:  # noqa: F811, ANN001
+    """Two real daemons in a namespace (tests/test_cluster_daemons.py's bed): nodeone's hafd dies."""
+    from test_cluster_daemons import start_both
+
+    start_both(pair, fencing=True)
+    pair.one.kill9()
+    pair.wait(lambda: pair.role(pair.two) == "active", "nodetwo takes over", timeout=15)
+    s = pair.two.status()
+    assert s is not None
+    assert re.fullmatch(r"nodeone was lost \(no heartbeats on \S+ for 0\.\d\d s\) and was fenced by fence\S*",
+                        s["because"]), s["because"]
+    text = pair.two.ctl("status").stdout
+    assert f"nodetwo active since {time.strftime('%H:%M:%S', time.localtime(s['since']))} because nodeone was " \
+           "lost (no heartbeats on" in text
+    events = json.loads(pair.two.ctl("history", "--json").stdout)
+    kinds = [e["event"] for e in events]
+    assert kinds.index("peer_lost") < kinds.index("fenced") < len(kinds) - 1
+    takeover = [e for e in events if e["event"] == "role_changed" and e["to"] == "active"][-1]
+    assert takeover["by"] == "nodetwo" and takeover["because"] == s["because"]
+    names = [p["name"] for p in takeover["phases"]]
+    assert names[0] == "trigger" and "fenced" in names and names[-1] == "active"
+    assert takeover["duration"] == pytest.approx(sum(p["took"] for p in takeover["phases"]), abs=0.01)

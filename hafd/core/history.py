@@ -108,6 +108,18 @@ def strip_election(reason: str, local: str) -> str:
     return m.group(2) if m and m.group(1) == local else reason
 
 
+_INTERPRETERS = re.compile(r"^(python[0-9.]*|perl|ruby|node|(ba|da|z|k)?sh|env)$")
+
+
+def program_name(argv: Sequence[str]) -> str | None:
+    """The name an operator knows a command by: fence-node, not the python running it."""
+    names = [os.path.basename(a) for a in argv if a and not a.startswith("-")]
+    for name in names:
+        if not _INTERPRETERS.match(name):
+            return name
+    return names[0] if names else None
+
+
 @dataclass
 class Cause:
     """The latest thing that moved the role (a lost peer, an operator, a failure)."""
@@ -121,9 +133,9 @@ class Cause:
 class Explainer:
     """Follows the daemon's notes and tells, at each role change, why and who decided."""
 
-    def __init__(self, local: str, fence_program: str | None = None) -> None:
+    def __init__(self, local: str, fence_command: Sequence[str] = ()) -> None:
         self.local = local
-        self.fence_program = os.path.basename(fence_program) if fence_program else None
+        self.fence_program = program_name(fence_command)
         self.cause: Cause | None = None
 
     def note(self, name: str, reason: str, fields: Mapping[str, Any]) -> None:
