@@ -669,10 +669,13 @@ class Daemon:
 
     def _emit(self, kind: str, reason: str, **fields: Any) -> None:
         """One event to the history (transitions only) and to the hooks that want it."""
-        ev = event(kind, time.time(), self.node, reason, **fields)
-        if kind in HISTORY_EVENTS:
-            self.history.append(ev)
-        self.hooks.emit(ev)
+        try:
+            ev = event(kind, time.time(), self.node, reason, **fields)
+            if kind in HISTORY_EVENTS:
+                self.history.append(ev)
+            self.hooks.emit(ev)
+        except Exception:  # noqa: BLE001 - explaining must never break what it explains
+            log.exception("history_write_failed", kind=kind)
 
     def _on_note(self, note: Note) -> None:
         self.explainer.note(note.event, note.reason, note.fields)
@@ -710,7 +713,8 @@ class Daemon:
         if args.get("resource") not in (None, *self.engine.names()):
             return
         what = " ".join([command, *(f"{k}={v}" for k, v in args.items())])
-        self._emit("operator", f"the operator requested {what}", command=command, **args)
+        self._emit("operator", f"the operator requested {what}", command=command,
+                   target=args.get("node") or args.get("to"), resource=args.get("resource"))
 
     async def _history(self, args: dict[str, Any]) -> dict[str, Any]:
         raw = args.get("limit", "50")

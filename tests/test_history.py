@@ -31,9 +31,10 @@ def test_decode_skips_a_torn_last_line_and_garbage_but_keeps_the_rest() -> None:
     assert decode(data) == good
 
 
-def test_event_drops_empty_and_private_fields() -> None:
+def test_event_drops_empty_and_private_fields_and_keeps_its_own() -> None:
     ev = event("peer_lost", 1.23456, "b", "a lost", peer="a", link=None, _event=object())
     assert ev == {"event": "peer_lost", "at": 1.235, "node": "b", "reason": "a lost", "peer": "a"}
+    assert event("operator", 1.0, "b", "x", node="a", event="y")["node"] == "b"
 
 
 def test_phase_durations_are_the_gaps_between_offsets() -> None:

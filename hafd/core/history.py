@@ -42,10 +42,11 @@ NOTE_EVENTS: Mapping[str, str] = {
 _SETTLED = frozenset({"active", "standby", "failed"})
 
 
-def event(kind: str, at: float, node: str, reason: str, **fields: Any) -> dict[str, Any]:
-    """One event as plain JSON: kind, wall-clock time, the recording node, one sentence, details."""
+def event(kind: str, at: float, node: str, reason: str, /, **fields: Any) -> dict[str, Any]:
+    """One event as plain JSON: kind, wall-clock time, the recording node, one sentence, details
+    (a detail cannot replace those four)."""
     out: dict[str, Any] = {"event": kind, "at": round(at, 3), "node": node, "reason": reason}
-    out.update({k: v for k, v in fields.items() if v is not None and not k.startswith("_")})
+    out.update({k: v for k, v in fields.items() if v is not None and not k.startswith("_") and k not in out})
     return out
 
 
