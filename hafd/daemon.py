@@ -520,13 +520,8 @@ class Daemon:
         raise RequestError("invalid_argument", f"asked {node} to go {word}, but it has not confirmed (is it online?)")
 
     async def _drbd_fence_peer(self, resource: str, peer: str | None) -> dict[str, Any]:
-        """DRBD lost the replication link; answer with DRBD's handler exit codes (drbd.md).
-
-        4: the peer is alive here, so only replication broke: it is marked outdated
-        cluster-wide and may not take over.  7: hafd fenced it.  5: it is gone and
-        could not be fenced (DRBD then proceeds only with an UpToDate local disk).
-        6: the peer is the active node: DRBD outdates us instead.
-        """
+        """DRBD's fence-peer handler: the answer is the core's (ClusterCore.drbd_fence_peer);
+        this only names the peer DRBD means and runs the fence command when asked."""
         peers = [p.name for p in self.config.peers()]
         if peer not in peers:
             if peer is not None and peer not in self.config.nodes:
@@ -535,24 +530,20 @@ class Daemon:
                 raise RequestError("unknown_node", f"cannot tell which peer DRBD means ({peer!r}); pass --peer")
             peer = peers[0]
         log.warning("drbd_fence_peer", resource=resource, peer=peer)
-        alive = peer in self.core.membership.alive_peers()
-        if alive:
-            hb = self.core.membership.heartbeat_of(peer)
-            if hb is not None and hb.role in (codec.Role.ACTIVE, codec.Role.STARTING) and not self.core.target_active:
-                return {"message": f"{peer} is the active node: outdate ourselves", "exit_code": 6}
-            self.apply(self.core.outdate_peer(peer, resource))
-            return {"message": f"{peer} is reachable over the HA links; marked outdated for {resource}", "exit_code": 4}
-        if peer in self.core.fenced:
-            return {"message": f"{peer} was fenced by hafd", "exit_code": 7}
+        code, message, acts = self.core.drbd_fence_peer(peer, resource)
+        self.apply(acts)
         f = self.config.cluster.fencing
-        if f is not None:
+        if code is None and f is not None:
             argv = [part.replace("{peer}", peer) for part in f.command]
             r = await run(argv, timeout=f.timeout)
             if r.ok:
-                self.core.fenced.add(peer)
-                return {"message": f"{peer} fenced ({argv[0]} exited 0)", "exit_code": 7}
-            log.error("drbd_fence_peer_failed", peer=peer, error=r.describe())
-        return {"message": f"{peer} is unreachable and not fenced", "exit_code": 5}
+                self.core.peer_fenced_outside(peer)
+                code, message = 7, f"{peer} fenced ({argv[0]} exited 0)"
+            else:
+                log.error("drbd_fence_peer_failed", peer=peer, error=r.describe())
+        if code is None:
+            code = 5
+        return {"message": message, "exit_code": code}
 
     async def _failover(self, target: str | None) -> dict[str, Any]:
         t0 = time.monotonic()

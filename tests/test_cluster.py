@@ -513,3 +513,19 @@ def test_a_failed_takeover_does_not_keep_half_a_service_while_the_lost_peer_may_
     acts = p.engine(TWO, "failed", failed=True)
     assert [t for t, _ in targets(acts)] == [False]  # stop the VIP it did add
     assert p.cores[TWO].role() is Role.STOPPING
+
+
+def test_drbd_fence_peer_answers_with_drbds_exit_codes() -> None:
+    p = cold_pair()
+    # Replication broke but one (active) still hears two: two is outdated cluster-wide.
+    code, why, acts = p.cores[ONE].drbd_fence_peer(TWO, "r0")
+    assert (code, why) == (4, "two is reachable over the HA links; marked outdated for r0")
+    assert SendCommand(Command("outdate", {"node": TWO, "resource": "r0"})) in acts
+    # Asked on the standby about the active peer: DRBD must outdate the asker.
+    assert p.cores[TWO].drbd_fence_peer(ONE, "r0")[:2] == (6, "one is the active node: outdate ourselves")
+    # A lost peer: nothing known -> the caller fences (None), then 7 once fenced.
+    lose_one(p, 1.0)
+    p.at(4.01).tick(TWO)
+    assert p.cores[TWO].drbd_fence_peer(ONE, "r0")[:2] == (None, "one is unreachable and not fenced")
+    p.cores[TWO].peer_fenced_outside(ONE)
+    assert p.cores[TWO].drbd_fence_peer(ONE, "r0")[:2] == (7, "one was fenced by hafd")

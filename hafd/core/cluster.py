@@ -314,6 +314,30 @@ class ClusterCore:
         what = "standby" if on else "back in service"
         return [Note("standby_changed", f"{node} is {what} (operator)"), self._persist(), SendNow()] + self._decide(now)
 
+    def drbd_fence_peer(self, peer: str, resource: str) -> tuple[int | None, str, list[Act]]:
+        """DRBD lost the replication link while Primary: DRBD's handler exit code, why, acts.
+
+        4: the peer is alive here, so only replication broke: it is marked outdated
+        cluster-wide and may not take over.  6: the peer is the active node (we are
+        not): DRBD outdates us instead.  7: hafd fenced it.  None: it is gone and not
+        fenced yet: the caller runs the fence command (if configured) and answers 7
+        on success, else 5 (DRBD then proceeds only with an UpToDate local disk).
+        """
+        if peer in self.membership.alive_peers():
+            hb = self.membership.heartbeat_of(peer)
+            if hb is not None and hb.role in HOLDING and not self.target_active:
+                return 6, f"{peer} is the active node: outdate ourselves", []
+            return 4, f"{peer} is reachable over the HA links; marked outdated for {resource}", self.outdate_peer(
+                peer, resource)
+        if peer in self.fenced:
+            return 7, f"{peer} was fenced by hafd", []
+        return None, f"{peer} is unreachable and not fenced", []
+
+    def peer_fenced_outside(self, peer: str) -> None:
+        """A fence run for DRBD's handler (not for a takeover) succeeded."""
+        self.fenced.add(peer)
+        self.unclean.discard(peer)
+
     def outdate_peer(self, peer: str, resource: str) -> list[Act]:
         """DRBD lost its replication link to a peer we still see: mark the peer outdated."""
         return [Note("peer_outdated", f"{peer} is marked outdated for {resource} (DRBD fence-peer)", "warning"),
