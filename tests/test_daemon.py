@@ -103,6 +103,21 @@ class Hafd:
     def logs(self) -> str:
         return (self.tmp / "hafd.log").read_text(errors="replace")
 
+    def close(self) -> None:
+        """Teardown by PID, also after a failed test: hafd, then the supervised server."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        pidfile = self.tmp / "state" / "server.pid"
+        if pidfile.exists():
+            try:
+                pid = int(json.loads(pidfile.read_text())["pid"])
+                if alive(pid):
+                    os.killpg(pid, signal.SIGKILL)
+            except (ValueError, KeyError, ProcessLookupError):
+                pass
+        self.log.close()
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -123,18 +138,7 @@ def hafd(tmp_path: Path) -> Iterator[Hafd]:
     try:
         yield d
     finally:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(timeout=5)
-        pidfile = tmp_path / "state" / "server.pid"
-        if pidfile.exists():
-            try:
-                pid = int(json.loads(pidfile.read_text())["pid"])
-                if alive(pid):
-                    os.killpg(pid, signal.SIGKILL)
-            except (ValueError, KeyError, ProcessLookupError):
-                pass
-        d.log.close()
+        d.close()
 
 
 def test_cold_start_runs_the_graph_in_order_and_status_explains_it(hafd: Hafd) -> None:

@@ -403,18 +403,7 @@ def solo(tmp_path: Path) -> Iterator[Any]:
     try:
         yield d
     finally:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(timeout=5)
-        pidfile = tmp_path / "state" / "server.pid"
-        if pidfile.exists():
-            try:
-                pid = int(json.loads(pidfile.read_text())["pid"])
-                if alive(pid):
-                    os.killpg(pid, signal.SIGKILL)
-            except (ValueError, KeyError, ProcessLookupError):
-                pass
-        d.log.close()
+        d.close()
 
 
 def hafctl(*args: str) -> subprocess.CompletedProcess[str]:
