@@ -33,6 +33,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from integration.testbed import alive, wait_until  # noqa: E402  (one copy of the bounded poll)
+
 PREFIX = "hafd-demo-"
 BIN = Path(sys.executable).parent
 NEEDED = ("ip", "nsenter", "unshare", "losetup", "mkfs.ext4", "truncate", "findmnt")
@@ -98,24 +102,6 @@ def tool(name: str) -> str:
     """hafd/hafctl from the venv that runs this demo (setup.sh also links them into /usr/local/bin)."""
     p = BIN / name
     return str(p) if p.exists() else (shutil.which(name) or name)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    """Poll cond (bounded); return its last value. The daemon has no event stream to await."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 class Demo:
