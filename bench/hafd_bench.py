@@ -28,8 +28,8 @@ from bench.measure import BenchError, Driver, ack_from
 from integration.testbed import DHCPD, VIP, Node, Options, Testbed, run
 
 REAL_DRBDADM_S = 0.002  # drbd-utils' drbdadm per call (anchors.md / the brief): what the stand-in stands for
-# hafd's drbd agent makes 3 drbdadm calls to promote (hafd/agents/drbd.py start(): status, primary, status).
-DRBD_CALLS_PER_PROMOTE = 3
+# hafd's drbd agent makes 2 drbdadm calls to promote (hafd/agents/drbd.py start(): status, primary).
+DRBD_CALLS_PER_PROMOTE = 2
 
 
 @dataclass(frozen=True)

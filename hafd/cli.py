@@ -27,6 +27,7 @@ import time
 from typing import Any, Mapping, NoReturn, Sequence
 
 from hafd import protocol
+from hafd.ctl import drbd_handler_args
 from hafd.paths import DEFAULT_CONFIG_PATH, DEFAULT_SOCKET
 
 
@@ -238,17 +239,6 @@ def cmd_daemon(ns: argparse.Namespace) -> int:
         for key, value in result.items():
             print(f"  {key}: {_plain(value)}")
     return EXIT_OK
-
-
-def drbd_handler_args(env: Mapping[str, str]) -> dict[str, str]:
-    """What DRBD tells its fence-peer handler through the environment (see drbd.md)."""
-    args: dict[str, str] = {}
-    if env.get("DRBD_RESOURCE"):
-        args["resource"] = env["DRBD_RESOURCE"]
-    peer_id = env.get("DRBD_PEER_NODE_ID")
-    if peer_id and env.get(f"DRBD_NODE_ID_{peer_id}"):
-        args["peer"] = env[f"DRBD_NODE_ID_{peer_id}"]
-    return args
 
 
 def cmd_drbd_handler(ns: argparse.Namespace) -> int:

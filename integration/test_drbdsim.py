@@ -21,7 +21,7 @@ import pytest
 
 from hafd.agents.base import AgentContext, AgentError, Health
 from hafd.agents.drbd import DrbdAgent
-from hafd.cli import drbd_handler_args
+from hafd.ctl import drbd_handler_args
 from hafd.core.config import DrbdParams, Programs, Resource
 from hafd.core.drbdstatus import ConnectionState, DiskState, DrbdStatus, ReplicationState, Role, parse_resource
 

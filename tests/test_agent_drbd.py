@@ -40,9 +40,10 @@ async def test_promote_then_idempotent(bed: FakeBed) -> None:
     set_r0(bed, drbd_res("Secondary"))
     a = agent(bed)
     assert (await a.monitor()).health is Health.STOPPED
+    n = len(bed.calls())
     await a.start()
     assert r0_state(bed)["role"] == "Primary"
-    assert ["primary", "r0"] in bed.calls("drbdadm")
+    assert bed.calls()[n:] == [["status", "r0"], ["primary", "r0"]]  # one read, one change: no verify-after
     status = await a.monitor()
     assert status.health is Health.RUNNING
     assert status.detail == "role:Primary disk:UpToDate peer nodetwo:Connected/UpToDate"
@@ -60,8 +61,10 @@ async def test_promote_then_idempotent(bed: FakeBed) -> None:
 async def test_demote_then_idempotent(bed: FakeBed) -> None:
     set_r0(bed, drbd_res("Primary"))
     a = agent(bed)
+    n = len(bed.calls())
     await a.stop()
     assert r0_state(bed)["role"] == "Secondary"
+    assert bed.calls()[n:] == [["status", "r0"], ["secondary", "r0"]]
     assert (await a.monitor()).health is Health.STOPPED
     n = len(bed.calls())
     await a.stop()

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from hafd import ctl
 from hafd.core import codec
 from ns_helpers import NetNs, requires_root
 
@@ -303,6 +304,7 @@ def test_forged_and_replayed_packets_are_counted_and_change_nothing(pair: Pair) 
     # of a real packet captured from nodetwo.
     src = f"""
 import json, socket, time
+from hafd import ctl
 from hafd.core import codec
 fake = codec.Message("nodetwo", b"x" * 16, 10**9, 0.0, codec.Heartbeat(codec.Role.ACTIVE, 99, b"h" * 32, 1000))
 forged = codec.encode(fake, b"not-the-key-at-all-0123456789")
@@ -364,13 +366,15 @@ def test_a_key_readable_by_others_is_refused(pair: Pair) -> None:
     assert r.returncode == 1 and "readable by others" in r.stderr
 
 
-def test_drbd_fence_peer_handler_outdates_a_reachable_peer_until_resync(pair: Pair) -> None:
+def test_drbd_fence_peer_handler_outdates_a_reachable_peer_until_resync(
+        pair: Pair, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     start_both(pair, fencing=False)
     env = {**os.environ, "DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "1", "DRBD_NODE_ID_0": "nodeone",
            "DRBD_NODE_ID_1": "nodetwo"}
-    r = subprocess.run([HAFCTL, "--socket", str(pair.one.dir / "hafd.sock"), "fence-peer"], env=env,
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 4, r.stdout + r.stderr  # peer outdated at resource level
+    # The form DRBD runs (`hafctl fence-peer`, default socket) takes hafd.ctl's fast path.
+    monkeypatch.setattr(ctl, "DEFAULT_SOCKET", str(pair.one.dir / "hafd.sock"))
+    assert ctl.fast_handler(["fence-peer"], env) == 4, capsys.readouterr()  # peer outdated at resource level
+    assert "outdated" in capsys.readouterr().out
     pair.wait(lambda: any("outdated" in w for w in (pair.two.status() or {}).get("warnings", [])), "outdated shown")
     # An outdated node must not take over, even when the active node goes to standby.
     assert pair.one.ctl("standby").returncode == 0

@@ -19,6 +19,9 @@ A peer connection in StandAlone is reported as `split_brain: True` in `extra` (D
 leaves a connection StandAlone after an unresolved split brain, or after an operator's
 `drbdadm disconnect`); the policy, not the agent, decides what to do about it.
 
+Each start or stop reads the status once, then changes the role with one drbdadm call;
+the monitor, not a second status read, confirms the result later.
+
 Errors: drbdadm's exit code and full stderr travel in the AgentError; the message is
 drbdadm's own first line, e.g. "drbdadm primary r0 failed (exit 17): r0: State change
 failed: (-2) Need access to UpToDate data".  A resource that is not up (`r0: No such
@@ -129,10 +132,9 @@ class DrbdAgent(Agent):
         # fence-peer handshake and so could force a split brain the operator never asked for.
         forced = self.params.force and not st.up_to_date
         args = ("primary", "--force", self.res) if forced else ("primary", self.res)
+        # Exit 0 is DRBD's word that the state change happened (drbd.md): no status read
+        # after it, because on the failover path every drbdadm call is time the service is down.
         await run_program(self._drbdadm(*args), self.resource.timeout)
-        after = await self.status()
-        if after.role is not Role.PRIMARY:
-            raise AgentError(f"drbdadm {' '.join(args)} returned 0 but {self.res} is {describe(after)}")
         log.info("drbd_promoted", resource=self.name, drbd=self.res, forced=forced, was=describe(st))
 
     async def stop(self) -> None:
@@ -147,9 +149,6 @@ class DrbdAgent(Agent):
             log.info("drbd_already_secondary", resource=self.name, drbd=self.res)
             return
         await run_program(self._drbdadm("secondary", self.res), self.resource.timeout)
-        after = await self.status()
-        if after.role is not Role.SECONDARY:
-            raise AgentError(f"drbdadm secondary {self.res} returned 0 but {self.res} is {describe(after)}")
         log.info("drbd_demoted", resource=self.name, drbd=self.res)
 
     async def monitor(self) -> Status:
