@@ -33,8 +33,8 @@ PEERS_LATER = ("the keepalived and Pacemaker runners (issue 5 item 6) come in a 
 SYSTEMS: dict[str, Callable[[], measure.Driver] | None] = {
     "hafd": lambda: HafdDriver(PROFILES["hafd"]),
     "hafd_fast": lambda: HafdDriver(PROFILES["hafd_fast"]),
-    "keepalived_default": None,
-    "keepalived_fast": None,
+    "keepalived_default": lambda: __import__("bench.keepalived_bench", fromlist=["driver"]).driver("keepalived_default"),
+    "keepalived_fast": lambda: __import__("bench.keepalived_bench", fromlist=["driver"]).driver("keepalived_fast"),
     "pacemaker_default": None,
     "pacemaker_token1000": None,
 }
