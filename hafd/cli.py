@@ -27,14 +27,12 @@ import time
 from typing import Any, Mapping, NoReturn, Sequence
 
 from hafd import protocol
-from hafd.ctl import drbd_handler_args
+from hafd.ctl import COMMAND_TIMEOUT, drbd_handler_args
 from hafd.paths import DEFAULT_CONFIG_PATH, DEFAULT_SOCKET
 
 
 DEFAULT_KEY_FILE = "/etc/hafd/authkey"
 STATUS_TIMEOUT = 5.0
-# standby/failover may answer only once resources have moved: allow a real failover.
-COMMAND_TIMEOUT = 120.0
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -114,6 +112,11 @@ def call(socket_path: str, command: str, args: Mapping[str, Any] | None = None, 
         data = _exchange(sock, request, deadline, socket_path)
     finally:
         sock.close()
+    return result_of(data)
+
+
+def result_of(data: bytes) -> dict:
+    """The result in a daemon's answer, or `ClientError` with the exit code its error maps to."""
     try:
         response = protocol.decode_response(data)
     except protocol.ProtocolError as exc:
@@ -232,13 +235,19 @@ def cmd_daemon(ns: argparse.Namespace) -> int:
             from hafd.render import render_status
 
             print(render_status(result, time.time()))
-    elif isinstance(result.get("message"), str):
+    else:
+        print_result(ns.command, result)
+    return EXIT_OK
+
+
+def print_result(command: str, result: Mapping[str, Any]) -> None:
+    """An operator command's answer: its message, else every field."""
+    if isinstance(result.get("message"), str):
         print(result["message"])
     else:
-        print(f"{ns.command}: ok")
+        print(f"{command}: ok")
         for key, value in result.items():
             print(f"  {key}: {_plain(value)}")
-    return EXIT_OK
 
 
 def cmd_drbd_handler(ns: argparse.Namespace) -> int:
@@ -498,6 +507,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report(command: str, exc: ClientError) -> int:
+    """Say what went wrong on stderr; the exit code."""
+    if exc.code and exc.exit_code == EXIT_ERROR:
+        print(f"hafctl: {command}: {exc.code}: {exc.message}", file=sys.stderr)
+    else:
+        print(f"hafctl: {exc.message}", file=sys.stderr)
+    for line in exc.detail_lines():
+        print(line, file=sys.stderr)
+    return exc.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
@@ -506,13 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClientError as exc:
         if exc.exit_code == EXIT_USAGE:
             parser.error(exc.message)
-        if exc.code and exc.exit_code == EXIT_ERROR:
-            print(f"hafctl: {ns.command}: {exc.code}: {exc.message}", file=sys.stderr)
-        else:
-            print(f"hafctl: {exc.message}", file=sys.stderr)
-        for line in exc.detail_lines():
-            print(line, file=sys.stderr)
-        return exc.exit_code
+        return report(ns.command, exc)
     except KeyboardInterrupt:
         print("hafctl: interrupted", file=sys.stderr)
         return 130

@@ -276,6 +276,19 @@ def test_a_lost_switchover_command_is_repeated_until_it_happens() -> None:
     assert targets(echo(p, TWO, acts)) == [(True, "two becomes active: the operator requested a switchover to it")]
 
 
+def test_a_late_repeat_of_a_finished_switchover_is_ignored() -> None:
+    p = cold_pair()
+    p.cores[ONE].request_switchover(TWO, 1.0)
+    p.at(1.1).send(ONE, Command("failover", TWO))
+    _finish_switchover(p)
+    # A repeat two sent while it was still starting arrives after the switchover is done:
+    # one must neither log a new request nor start repeating it itself.
+    acts = p.at(1.6).send(TWO, Command("failover", TWO))
+    assert notes(acts, "switchover_requested") == [] and targets(acts) == []
+    assert p.cores[ONE].requested_target is None
+    assert not any(isinstance(a, SendCommand) for a in p.at(3.0).tick(ONE))
+
+
 def test_standby_of_a_remote_node_travels_as_a_command() -> None:
     p = cold_pair()
     acts = p.cores[TWO].set_standby(ONE, True, 1.0)

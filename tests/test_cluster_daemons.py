@@ -373,7 +373,8 @@ def test_drbd_fence_peer_handler_outdates_a_reachable_peer_until_resync(
            "DRBD_NODE_ID_1": "nodetwo"}
     # The form DRBD runs (`hafctl fence-peer`, default socket) takes hafd.ctl's fast path.
     monkeypatch.setattr(ctl, "DEFAULT_SOCKET", str(pair.one.dir / "hafd.sock"))
-    assert ctl.fast_handler(["fence-peer"], env) == 4, capsys.readouterr()  # peer outdated at resource level
+    monkeypatch.setattr(ctl, "DEFAULT_CONFIG_PATH", str(pair.one.cfg))
+    assert ctl.fast(["fence-peer"], env) == 4, capsys.readouterr()  # peer outdated at resource level
     assert "outdated" in capsys.readouterr().out
     pair.wait(lambda: any("outdated" in w for w in (pair.two.status() or {}).get("warnings", [])), "outdated shown")
     # An outdated node must not take over, even when the active node goes to standby.

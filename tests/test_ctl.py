@@ -13,22 +13,58 @@ from typing import Iterator
 
 import pytest
 
-from hafd import ctl, protocol
+from hafd import cli, ctl, protocol
 
 DRBD_ENV = {"DRBD_RESOURCE": "r0", "DRBD_PEER_NODE_ID": "1", "DRBD_NODE_ID_0": "nodeone", "DRBD_NODE_ID_1": "nodetwo"}
 
 
-def test_the_request_is_one_the_daemon_accepts() -> None:
+@pytest.mark.parametrize(
+    ("argv", "command", "args"),
+    [
+        (["fence-peer"], "fence-peer", {"resource": "r0", "peer": "nodetwo"}),
+        (["unfence-peer"], "unfence-peer", {"resource": "r0"}),
+        (["failover"], "failover", {}),
+        (["failover", "--to", "nodetwo"], "failover", {"to": "nodetwo"}),
+        (["failover", "--to=nodetwo"], "failover", {"to": "nodetwo"}),
+        (["standby"], "standby", {}),
+        (["unstandby", "nodeone"], "unstandby", {"node": "nodeone"}),
+        (["cleanup", "dhcpd"], "cleanup", {"resource": "dhcpd"}),
+        (["reload"], "reload", {}),
+    ],
+)
+def test_fast_requests_are_ones_the_daemon_accepts(argv: list[str], command: str, args: dict[str, str]) -> None:
     assert ctl.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION
-    req = protocol.decode_request(ctl.handler_request("fence-peer", DRBD_ENV))
-    assert (req.command, dict(req.args)) == ("fence-peer", {"resource": "r0", "peer": "nodetwo"})
-    req = protocol.decode_request(ctl.handler_request("unfence-peer", DRBD_ENV))
-    assert (req.command, dict(req.args)) == ("unfence-peer", {"resource": "r0"})
+    parsed = ctl.fast_args(argv, DRBD_ENV)
+    assert parsed == (command, args)
+    req = protocol.decode_request(ctl.encode(*parsed))
+    assert (req.command, dict(req.args)) == (command, args)
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["status"], ["status", "--json"], ["history"], ["-h"], ["--socket", "/s", "failover"], ["failover", "nodetwo"],
+    ["failover", "--to"], ["failover", "--to", "-x"], ["failover", "--to="], ["standby", "-h"], ["standby", "a", "b"],
+    ["reload", "x"], ["fence-peer", "--peer", "x"], ["unfence-peer", "--resource", "r1"], ["keygen"],
+])
+def test_other_invocations_go_to_the_full_cli(argv: list[str]) -> None:
+    assert ctl.fast_args(argv, DRBD_ENV) is None
+    assert ctl.fast(argv, DRBD_ENV) is None
 
 
 def test_handler_args_without_drbd_environment_are_empty() -> None:
     assert ctl.drbd_handler_args({}) == {}
     assert ctl.drbd_handler_args({"DRBD_PEER_NODE_ID": "3"}) == {}  # no name for node 3
+
+
+def test_a_config_naming_another_socket_sends_everything_to_the_full_cli(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "hafd.yaml"
+    monkeypatch.setattr(ctl, "DEFAULT_CONFIG_PATH", str(cfg))
+    assert ctl.default_socket_applies()  # no config file: the full CLI would use the default too
+    cfg.write_text("cluster:\n  name: dhcp\n  control_socket: /run/hafd/hafd.sock  # the default\n")
+    assert ctl.default_socket_applies()
+    cfg.write_text("cluster:\n  name: dhcp\n  control_socket: /run/other/hafd.sock\n")
+    assert not ctl.default_socket_applies()
+    assert ctl.fast(["failover"], DRBD_ENV) is None
 
 
 @pytest.mark.parametrize(
@@ -53,14 +89,11 @@ def test_garbage_answer_means_helper_broken() -> None:
     assert ctl.handler_exit(b"\xff{not json")[0] == 1
 
 
-@pytest.mark.parametrize("argv", [[], ["status"], ["fence-peer", "--peer", "x"], ["--socket", "/s", "fence-peer"]])
-def test_other_invocations_go_to_the_full_cli(argv: list[str]) -> None:
-    assert ctl.fast_handler(argv, DRBD_ENV) is None
-
-
 def test_no_daemon_falls_back_to_the_full_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ctl, "DEFAULT_SOCKET", str(tmp_path / "none.sock"))
-    assert ctl.fast_handler(["fence-peer"], DRBD_ENV) is None
+    monkeypatch.setattr(ctl, "DEFAULT_CONFIG_PATH", str(tmp_path / "none.yaml"))
+    assert ctl.fast(["fence-peer"], DRBD_ENV) is None
+    assert ctl.fast(["failover"], DRBD_ENV) is None
 
 
 @pytest.fixture
@@ -72,6 +105,7 @@ def fake_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     srv.listen(4)
     srv.settimeout(10)
     monkeypatch.setattr(ctl, "DEFAULT_SOCKET", path)
+    monkeypatch.setattr(ctl, "DEFAULT_CONFIG_PATH", str(tmp_path / "none.yaml"))
     requests: list[bytes] = []
     replies: list[bytes] = []
 
@@ -104,15 +138,42 @@ def test_fast_path_sends_the_request_and_exits_with_the_daemons_code(
         fake_daemon: tuple[list[bytes], list[bytes]], capsys: pytest.CaptureFixture[str]) -> None:
     requests, replies = fake_daemon
     replies.append(b'{"version": 1, "ok": true, "result": {"exit_code": 7, "message": "nodetwo fenced"}}\n')
-    assert ctl.fast_handler(["fence-peer"], DRBD_ENV) == 7
+    assert ctl.fast(["fence-peer"], DRBD_ENV) == 7
     assert json.loads(requests[0])["args"] == {"resource": "r0", "peer": "nodetwo"}
     assert capsys.readouterr().out == "nodetwo fenced\n"
 
 
 def test_daemon_hanging_up_without_answer_is_helper_broken(
         fake_daemon: tuple[list[bytes], list[bytes]], capsys: pytest.CaptureFixture[str]) -> None:
-    assert ctl.fast_handler(["unfence-peer"], DRBD_ENV) == 1
+    assert ctl.fast(["unfence-peer"], DRBD_ENV) == 1
     assert "without answering" in capsys.readouterr().err
+
+
+def test_failover_prints_the_daemons_message(
+        fake_daemon: tuple[list[bytes], list[bytes]], capsys: pytest.CaptureFixture[str]) -> None:
+    requests, replies = fake_daemon
+    replies.append(b'{"version": 1, "ok": true, "result": {"message": "nodetwo is active (switchover took 0.1 s)"}}\n')
+    assert ctl.fast(["failover", "--to", "nodetwo"], {}) == 0
+    assert json.loads(requests[0]) == {"version": 1, "command": "failover", "args": {"to": "nodetwo"}}
+    assert capsys.readouterr().out == "nodetwo is active (switchover took 0.1 s)\n"
+
+
+def test_errors_are_worded_and_mapped_by_the_full_cli(
+        fake_daemon: tuple[list[bytes], list[bytes]], capsys: pytest.CaptureFixture[str]) -> None:
+    _, replies = fake_daemon
+    replies.append(b'{"version": 1, "ok": false, "error": {"code": "unknown_node", "message": "unknown node \'x\'", '
+                   b'"details": {"known": ["nodeone", "nodetwo"]}}}\n')
+    assert ctl.fast(["standby", "x"], {}) == 1
+    assert capsys.readouterr().err == "hafctl: standby: unknown_node: unknown node 'x'\n  known: nodeone, nodetwo\n"
+    replies.append(b'{"version": 1, "ok": false, "error": {"code": "permission_denied", "message": "root only"}}\n')
+    assert ctl.fast(["reload"], {}) == cli.EXIT_PERMISSION
+    replies.append(b'{"version": 1, "ok": true, "result": {"changed": []}}\n')
+    assert ctl.fast(["reload"], {}) == 0
+    assert "reload: ok" in capsys.readouterr().out
+
+
+def test_a_hang_up_is_a_protocol_error(fake_daemon: tuple[list[bytes], list[bytes]]) -> None:
+    assert ctl.fast(["failover"], {}) == cli.EXIT_PROTOCOL
 
 
 def test_hafctl_entry_point_uses_the_full_cli_for_everything_else() -> None:

@@ -19,8 +19,9 @@ A peer connection in StandAlone is reported as `split_brain: True` in `extra` (D
 leaves a connection StandAlone after an unresolved split brain, or after an operator's
 `drbdadm disconnect`); the policy, not the agent, decides what to do about it.
 
-Each start or stop reads the status once, then changes the role with one drbdadm call;
-the monitor, not a second status read, confirms the result later.
+Start reads the status once (to refuse a disk that is not UpToDate), then promotes with
+one drbdadm call; stop is one `drbdadm secondary`.  The monitor, not a second status
+read, confirms the result later: every call here is time the service is down.
 
 Errors: drbdadm's exit code and full stderr travel in the AgentError; the message is
 drbdadm's own first line, e.g. "drbdadm primary r0 failed (exit 17): r0: State change
@@ -138,17 +139,15 @@ class DrbdAgent(Agent):
         log.info("drbd_promoted", resource=self.name, drbd=self.res, forced=forced, was=describe(st))
 
     async def stop(self) -> None:
+        # No status read first: `drbdadm secondary` on a Secondary is a successful no-op,
+        # and a switchover waits for every call made here.
         try:
-            st = await self.status()
+            await run_program(self._drbdadm("secondary", self.res), self.resource.timeout)
         except AgentError as e:
             if e.exit_code == EXIT_NO_SUCH_RESOURCE:
                 log.warning("drbd_not_up_on_stop", resource=self.name, drbd=self.res, error=e.message)
                 return
             raise
-        if st.role is Role.SECONDARY:
-            log.info("drbd_already_secondary", resource=self.name, drbd=self.res)
-            return
-        await run_program(self._drbdadm("secondary", self.res), self.resource.timeout)
         log.info("drbd_demoted", resource=self.name, drbd=self.res)
 
     async def monitor(self) -> Status:

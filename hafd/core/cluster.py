@@ -388,7 +388,9 @@ class ClusterCore:
                 return []
             return self.set_standby(self.s.local, cmd.command == "standby", now)
         if cmd.command == "failover" and isinstance(cmd.arg, str) and cmd.arg in self.s.priorities:
-            if self.requested_target == cmd.arg:
+            if self.requested_target == cmd.arg or self._is_active(cmd.arg):
+                # Already pending, or already done: repeats of a finished request still in
+                # flight (they are resent every interval) must not start it over.
                 return []
             return self._accept_switchover(cmd.arg, now, sender)
         if cmd.command == "outdate" and isinstance(cmd.arg, dict) and cmd.arg.get("node") == self.s.local:
@@ -441,6 +443,13 @@ class ClusterCore:
             if hb is not None and hb.role in HOLDING:
                 return p
         return None
+
+    def _is_active(self, node: str) -> bool:
+        """`node` runs the whole service now, by its own heartbeat (or our engine)."""
+        if node == self.s.local:
+            return self.role() is Role.ACTIVE
+        hb = self.membership.heartbeat_of(node) if node in self.membership.alive_peers() else None
+        return hb is not None and hb.role is Role.ACTIVE
 
     def _local_state(self) -> NodeState:
         role = self.role()
