@@ -35,8 +35,8 @@ SYSTEMS: dict[str, Callable[[], measure.Driver] | None] = {
     "hafd_fast": lambda: HafdDriver(PROFILES["hafd_fast"]),
     "keepalived_default": lambda: __import__("bench.keepalived_bench", fromlist=["driver"]).driver("keepalived_default"),
     "keepalived_fast": lambda: __import__("bench.keepalived_bench", fromlist=["driver"]).driver("keepalived_fast"),
-    "pacemaker_default": None,
-    "pacemaker_token1000": None,
+    "pacemaker_default": lambda: __import__("bench.pacemaker_bench", fromlist=["driver"]).driver("pacemaker_default"),
+    "pacemaker_token1000": lambda: __import__("bench.pacemaker_bench", fromlist=["driver"]).driver("pacemaker_token1000"),
 }
 GAP_LIMIT = 1.0  # a prober gap longer than this during the soak counts as a service interruption
 PROBE_INTERVAL = measure.PROBE_INTERVAL
