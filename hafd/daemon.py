@@ -46,7 +46,7 @@ from hafd.core.engine import Action, Engine, Op, Outcome
 from hafd.core.falsefail import expected_false_failovers_per_year
 from hafd.core.fingerprint import config_hash
 from hafd.core.history import HISTORY_EVENTS, HISTORY_FILE, NOTE_EVENTS, Explainer, event, phase_durations
-from hafd.io import sdnotify
+from hafd.io import memory, sdnotify
 from hafd.io.control import ControlServer
 from hafd.io.heartbeat import HeartbeatTransport
 from hafd.io.historyfile import HistoryFile
@@ -176,6 +176,7 @@ class Daemon:
                 self.ready = True
                 sdnotify.notify("READY=1\nSTATUS=" + self._status_line())
                 log.info("probing_done", resources={n: s["state"] for n, s in self.engine.snapshot().items()})
+                memory.release_free_heap()
             self.apply(self.core.tick(now))
             self.execute(self.engine.tick(now))
             self._engine_changed()
