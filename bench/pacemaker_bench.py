@@ -229,6 +229,18 @@ def count_events(text: str, node: str) -> dict[str, int]:
     return {"role_changes": role_changes, "peer_lost": peer_lost}
 
 
+BAN_RE = re.compile(r"pacemaker-based.*\+\+ /cib/configuration/constraints:\s+<rsc_location id=\"cli-ban-")
+
+
+def last_ban(text: str, year: int) -> float | None:
+    """When this node's CIB took in the latest move constraint (wall clock), from its log."""
+    got = None
+    for line in text.splitlines():
+        if BAN_RE.search(line) and (m := STAMP_RE.match(line)):
+            got = _wall(m.group(1), year)
+    return got
+
+
 CS_PHASES = (("link down", re.compile(r"\[KNET  \] link: host: \d+ link: \d+ is down")),
              ("token timeout", re.compile(r"Token has not been received in")),
              ("membership formed", re.compile(r"A new membership .* was formed\. Members left")))
@@ -546,6 +558,11 @@ class PacemakerDriver(Driver):
             raise BenchError(f"crm_resource --move on {active} exited {r.returncode}: {(r.stderr or r.stdout).strip()}")
         self.moved = True
         return t0
+
+    def switchover_received(self, node: str) -> float | None:
+        """When `node`'s CIB received the move constraint (its pacemaker log, ms resolution), monotonic."""
+        wall = last_ban(self._log_text(node), time.localtime().tm_year)
+        return None if wall is None else wall - (time.time() - time.monotonic())
 
     def pids(self, node: str) -> list[int]:
         """corosync, pacemakerd and pacemakerd's daemons (not the agents' short-lived children)."""

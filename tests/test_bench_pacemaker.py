@@ -122,3 +122,17 @@ def test_timeline_from_logs_takes_the_first_step_after_the_crash() -> None:
     assert rel["peer lost (pacemaker)"] == pytest.approx(0.501)
     assert rel["drbd started"] == pytest.approx(0.6) and rel["active"] == pytest.approx(0.8)
     assert timeline_from_logs(LOG, cs, "nodeone", crash + 3600, year=2026) == {}
+
+
+def test_last_ban_is_the_latest_move_constraint_received() -> None:
+    from bench.pacemaker_bench import last_ban
+    text = (
+        'Nov 25 18:22:21.482 nodeone pacemaker-based     [2182] (cib_perform_op) \tinfo: ++ /cib/configuration/'
+        'constraints:  <rsc_location id="cli-ban-svc-on-nodetwo" rsc="svc" role="Started" node="nodetwo"/>\n'
+        "Nov 25 18:22:22.442 nodeone pacemaker-based     [2182] (cib_perform_op) \tinfo: -- /cib/configuration/"
+        "constraints/rsc_location[@id='cli-ban-svc-on-nodetwo']\n"
+        'Nov 25 18:22:22.482 nodeone pacemaker-based     [2182] (cib_perform_op) \tinfo: ++ /cib/configuration/'
+        'constraints:  <rsc_location id="cli-ban-svc-on-nodeone" rsc="svc" role="Started" node="nodeone"/>\n')
+    want = time.mktime(time.strptime("2026 Nov 25 18:22:22", "%Y %b %d %H:%M:%S")) + 0.482
+    assert last_ban(text, 2026) == pytest.approx(want)
+    assert last_ban(text.splitlines()[1], 2026) is None
