@@ -173,6 +173,11 @@ def table(doc: Mapping[str, Any]) -> str:
             lines.append(f"    after the crash: {name:<22} {fmt_summary(s)}")
         for name, s in (entry.get("failover_step_durations_s") or {}).items():
             lines.append(f"    step took: {name:<28} {fmt_summary(s)}")
+    if doc.get("ratios"):
+        lines += ["", "ratios of medians, hafd / peer (below 1: hafd is faster; 1/ratio = how many times faster):"]
+        for pair, figs in doc["ratios"].items():
+            text = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {r:.3f} ({1 / r:.1f}x)" for k, r in figs.items())
+            lines.append(f"  {pair:<34} {text}")
     return "\n".join(lines)
 
 

@@ -16,6 +16,11 @@ PACKAGES=(
   resource-agents                      # OCF agents (IPaddr2, Dummy) for the ocf resource tests
 )
 
+# bench/run also measures the peers operators would use instead (issue 5): `setup.sh --bench`.
+if [ "${1:-}" = "--bench" ]; then
+  PACKAGES+=(keepalived pacemaker corosync crmsh pacemaker-cli-utils kmod)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,12 +29,22 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  # isc-dhcp-server must not start at boot: the cluster starts it on the active node only.
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Nothing installed here may start as a service (isc-dhcp-server, keepalived, corosync,
+  # pacemaker): the cluster, or the bench inside its namespaces, starts them.  policy-rc.d
+  # exit 101 tells Debian's maintainer scripts not to; ours is removed afterwards.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+  fi
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || { ((own_policy)) && rm -f /usr/sbin/policy-rc.d; exit 1; }
+  if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; fi
 fi
 # The distribution's unit must stay off; hafd decides where dhcpd runs.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   systemctl disable --now isc-dhcp-server >/dev/null 2>&1 || true
+  if [ "${1:-}" = "--bench" ]; then  # the peers run only inside the bench's namespaces
+    systemctl disable --now keepalived corosync pacemaker >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

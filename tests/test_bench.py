@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import stats  # noqa: E402
 from bench.hafd_bench import PROFILES  # noqa: E402
-from bench.main import SYSTEMS, overheads, parse  # noqa: E402
+from bench.main import SYSTEMS, overheads, parse, ratios  # noqa: E402
 
 
 def test_summary_is_median_min_max_n() -> None:
@@ -89,4 +89,17 @@ def test_cli_defaults_quick_and_unknown_systems() -> None:
     assert (f.n, f.soak_minutes, f.idle_seconds, f.only) == (20, 2.0, 300.0, ["hafd"])
     with pytest.raises(SystemExit):
         parse(["--only", "heartbeat"])
-    assert SYSTEMS["keepalived_default"] is None and SYSTEMS["hafd"] is not None
+    assert set(SYSTEMS) == {"hafd", "hafd_fast", "keepalived_default", "keepalived_fast", "pacemaker_default",
+                            "pacemaker_token1000"}
+    assert f.soak_systems == ["hafd", "hafd_fast", "keepalived_fast"] and f.peer_idle_seconds == 60.0
+    with pytest.raises(SystemExit):
+        parse(["--soak-systems", "hafd,heartbeat"])
+
+
+def test_ratios_divide_hafd_by_the_peer_where_both_have_medians() -> None:
+    doc = {"hafd": {"hard_failover_s": {"median": 0.5}, "switchover_s": {"median": 0.1}},
+           "keepalived_default": {"hard_failover_s": {"median": 3.0}, "switchover_s": stats.not_measured("x")},
+           "pacemaker_default": {"status": stats.NOT_MEASURED, "reason": "later"}}
+    assert ratios(doc) == {"hafd/keepalived_default": {"hard_failover_s": 0.167}}
+    assert "hafd/keepalived_default" in stats.table({**doc, "ratios": ratios(doc)}) and "(6.0x)" in stats.table(
+        {**doc, "ratios": ratios(doc)})
