@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from bench.measure import BenchError, Driver, ack_from
+from bench.measure import BenchError, Driver, ack_from, add_loss, remove_loss
 from integration.testbed import DHCPD, VIP, Node, Options, Testbed, run
 
 REAL_DRBDADM_S = 0.002  # drbd-utils' drbdadm per call (anchors.md / the brief): what the stand-in stands for
@@ -124,16 +124,10 @@ class HafdDriver(Driver):
 
     def add_heartbeat_loss(self, percent: int) -> None:
         """Random loss of heartbeats arriving on every link of both nodes (nft numgen in the node namespaces)."""
-        port = 694
-        rules = [f"add table inet {self.loss_table}",
-                 f"add chain inet {self.loss_table} input {{ type filter hook input priority 0; }}",
-                 f"add rule inet {self.loss_table} input udp dport {port} numgen random mod 100 < {int(percent)} drop"]
-        for n in self.bed.nodes.values():
-            run(["ip", "netns", "exec", n.ns, "nft", "-f", "-"], input="\n".join(rules) + "\n")
+        add_loss([n.ns for n in self.bed.nodes.values()], self.loss_table, "udp dport 694", percent)
 
     def remove_heartbeat_loss(self) -> None:
-        for n in self.bed.nodes.values():
-            run(["ip", "netns", "exec", n.ns, "nft", "delete", "table", "inet", self.loss_table], check=False)
+        remove_loss([n.ns for n in self.bed.nodes.values()], self.loss_table)
 
     def loss_seen(self) -> dict[str, Any]:
         """Each node's measured loss per peer link (hafctl status), at the end of the soak."""

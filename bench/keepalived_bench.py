@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.measure import BenchError, Driver
+from bench.measure import BenchError, Driver, add_loss, remove_loss
 from integration.testbed import DHCPD, SPECS, VIP, Node, Options, Testbed, alive, run, wait_until
 
 KEEPALIVED = "/usr/sbin/keepalived"
@@ -508,18 +508,10 @@ class KeepalivedDriver(Driver):
 
     def add_heartbeat_loss(self, percent: int) -> None:
         """Random loss of VRRP (IP protocol 112) arriving on every link of both nodes, counted."""
-        if not 0 <= percent <= 100:
-            raise BenchError(f"heartbeat loss of {percent} % is not a percentage")
-        sample = f"numgen random mod 100 < {int(percent)} " if percent < 100 else ""  # nft: the value must be < mod
-        rules = [f"add table inet {self.loss_table}",
-                 f"add chain inet {self.loss_table} input {{ type filter hook input priority 0; }}",
-                 f"add rule inet {self.loss_table} input ip protocol vrrp {sample}counter drop"]
-        for n in self.bed.nodes.values():
-            run(["ip", "netns", "exec", n.ns, "nft", "-f", "-"], input="\n".join(rules) + "\n")
+        add_loss([n.ns for n in self.bed.nodes.values()], self.loss_table, "ip protocol vrrp", percent)
 
     def remove_heartbeat_loss(self) -> None:
-        for n in self.bed.nodes.values():
-            run(["ip", "netns", "exec", n.ns, "nft", "delete", "table", "inet", self.loss_table], check=False)
+        remove_loss([n.ns for n in self.bed.nodes.values()], self.loss_table)
 
     def loss_seen(self) -> dict[str, Any]:
         """keepalived reports no loss figure; the drop rule's own counters show it bit (packets dropped per node)."""

@@ -241,6 +241,35 @@ def footprint(drv: Driver, active: str, window: float, log: Callable[[str], None
 
 # -- false failovers ---------------------------------------------------------------------------
 
+
+def loss_rules(table: str, match: str, percent: int) -> str:
+    """An nft script dropping `percent` % of the packets that `match` (e.g. "udp dport 694") arriving
+    on any interface; the counter shows the rule bit.  nft's numgen needs a value below its modulus,
+    so 100 % is a plain drop."""
+    if not 0 <= percent <= 100:
+        raise BenchError(f"heartbeat loss of {percent} % is not a percentage")
+    sample = f"numgen random mod 100 < {int(percent)} " if percent < 100 else ""
+    return "\n".join([f"add table inet {table}",
+                      f"add chain inet {table} input {{ type filter hook input priority 0; }}",
+                      f"add rule inet {table} input {match} {sample}counter drop"]) + "\n"
+
+
+def add_loss(namespaces: Sequence[str], table: str, match: str, percent: int) -> None:
+    """Item 5's heartbeat loss, the same way for every system: the rule in each node's namespace."""
+    script = loss_rules(table, match, percent)
+    for ns in namespaces:
+        r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, capture_output=True,
+                           text=True, timeout=30)
+        if r.returncode != 0:
+            raise BenchError(f"nft in {ns} exited {r.returncode}: {r.stderr.strip()}")
+
+
+def remove_loss(namespaces: Sequence[str], table: str) -> None:
+    for ns in namespaces:
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", table], capture_output=True,
+                       timeout=30)
+
+
 BURNER = "import time\nend = time.monotonic() + {secs}\nwhile time.monotonic() < end: pass\n"
 
 

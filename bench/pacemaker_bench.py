@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.measure import BenchError, Driver
+from bench.measure import BenchError, Driver, add_loss, remove_loss
 from integration.testbed import VIP, Node, Options, Testbed, alive, run, wait_until
 
 GROUP = "svc"
@@ -580,15 +580,10 @@ class PacemakerDriver(Driver):
     def add_heartbeat_loss(self, percent: int) -> None:
         """Random loss of Corosync's knet packets arriving on every link of both nodes."""
         ports = ", ".join(str(p) for p in (self.ports or [KNET_PORT]))
-        rules = [f"add table inet {self.loss_table}",
-                 f"add chain inet {self.loss_table} input {{ type filter hook input priority 0; }}",
-                 f"add rule inet {self.loss_table} input udp dport {{ {ports} }} numgen random mod 100 < {int(percent)} drop"]
-        for n in self.bed.nodes.values():
-            run(["ip", "netns", "exec", n.ns, "nft", "-f", "-"], input="\n".join(rules) + "\n")
+        add_loss([n.ns for n in self.bed.nodes.values()], self.loss_table, f"udp dport {{ {ports} }}", percent)
 
     def remove_heartbeat_loss(self) -> None:
-        for n in self.bed.nodes.values():
-            run(["ip", "netns", "exec", n.ns, "nft", "delete", "table", "inet", self.loss_table], check=False)
+        remove_loss([n.ns for n in self.bed.nodes.values()], self.loss_table)
 
     def timeline(self, node: str, t_crash: float) -> dict[str, float] | None:
         """The survivor's Corosync and Pacemaker logs, as seconds after the crash."""

@@ -103,3 +103,17 @@ def test_ratios_divide_hafd_by_the_peer_where_both_have_medians() -> None:
     assert ratios(doc) == {"hafd/keepalived_default": {"hard_failover_s": 0.167}}
     assert "hafd/keepalived_default" in stats.table({**doc, "ratios": ratios(doc)}) and "(6.0x)" in stats.table(
         {**doc, "ratios": ratios(doc)})
+
+
+def test_loss_rules_drop_a_share_of_the_matching_packets_and_count_them() -> None:
+    from bench.measure import BenchError, loss_rules
+
+    text = loss_rules("hafdloss", "udp dport 694", 20)
+    assert text.splitlines() == [
+        "add table inet hafdloss",
+        "add chain inet hafdloss input { type filter hook input priority 0; }",
+        "add rule inet hafdloss input udp dport 694 numgen random mod 100 < 20 counter drop",
+    ]
+    assert "numgen" not in loss_rules("t", "ip protocol vrrp", 100)  # nft: the value must be below the modulus
+    with pytest.raises(BenchError):
+        loss_rules("t", "ip protocol vrrp", 101)
