@@ -120,6 +120,9 @@ def measure_system(key: str, factory: Callable[[], measure.Driver], a: argparse.
             entry["false_failovers"] = not_measured(f"soaked only: {', '.join(a.soak_systems)} (--soak-systems)")
         else:
             entry["false_failovers"] = not_measured("soak skipped (--quick or --soak-minutes 0)")
+        if a.sweep_minutes > 0:
+            log(f"{key}: loss sweep, {a.sweep_minutes:g} min per level: {a.sweep_levels}")
+            entry["loss_sweep"] = measure.loss_sweep(drv, a.sweep_levels, a.sweep_minutes, log)
     except Exception as e:  # noqa: BLE001 - one system's failure must not lose the others' figures
         log(f"{key}: FAILED: {e}")
         entry["error"] = f"{type(e).__name__}: {e}"
@@ -161,6 +164,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="idle CPU window for keepalived and Pacemaker (default 60; hafd gets --idle-seconds)")
     p.add_argument("--soak-systems", default=",".join(SOAKED),
                    help=f"systems that get the soak (default {','.join(SOAKED)})")
+    p.add_argument("--sweep-minutes", type=float, default=0.0,
+                   help="minutes per loss level of the sweep for the first false failover (default 0: no sweep)")
+    p.add_argument("--sweep-levels", default="40,60,70,80,90", help="loss percentages of the sweep, in order")
     p.add_argument("--seed", type=int, help="random crash phases (default: random)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
     p.add_argument("--no-setup", action="store_true", help="(bench/run) skip scripts/setup.sh")
@@ -170,6 +176,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     a.idle_seconds = a.idle_seconds if a.idle_seconds is not None else (30.0 if a.quick else 300.0)
     a.only = [s.strip() for s in a.only.split(",") if s.strip()] if a.only else list(SYSTEMS)
     a.soak_systems = [s.strip() for s in a.soak_systems.split(",") if s.strip()]
+    try:
+        a.sweep_levels = [int(x) for x in a.sweep_levels.split(",") if x.strip()]
+    except ValueError:
+        p.error("--sweep-levels: comma-separated whole percentages")
+    if not all(0 < x <= 100 for x in a.sweep_levels) or not 0 <= a.sweep_minutes <= 60:
+        p.error("--sweep-levels must be 1-100 each, --sweep-minutes 0-60")
     unknown = [s for s in a.only + a.soak_systems if s not in SYSTEMS]
     if unknown:
         p.error(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")

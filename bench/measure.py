@@ -310,6 +310,32 @@ def soak(drv: Driver, prober: Any, active: str, minutes: float, loss_percent: in
             "acks": len(acks), "acks_from_the_other_node": len(wrong), "loss_seen_by_the_system": seen}
 
 
+def loss_sweep(drv: Driver, levels: Sequence[int], minutes: float, log: Callable[[str], None]) -> dict[str, Any]:
+    """Item 5's last question: which heartbeat loss rate (on every link, no CPU load) first causes a
+    false failover.  Each level runs `minutes` or until the first role change; the sweep stops there."""
+    out: dict[str, Any] = {"minutes_per_level": minutes, "levels": [], "first_false_failover_at_percent": None}
+    for pct in levels:
+        mark = drv.mark()
+        t0 = time.monotonic()
+        counts = {"role_changes": 0, "peer_lost": 0}
+        drv.add_heartbeat_loss(pct)
+        try:
+            end = t0 + minutes * 60.0
+            while time.monotonic() < end and not counts["role_changes"]:
+                time.sleep(min(5.0, max(0.0, end - time.monotonic())))
+                counts = drv.role_changes_since(mark)
+        finally:
+            drv.remove_heartbeat_loss()
+        level = {"loss_percent": pct, "minutes": round((time.monotonic() - t0) / 60, 2), **counts,
+                 "loss_seen_by_the_system": drv.loss_seen()}
+        out["levels"].append(level)
+        log(f"  {drv.key} loss sweep {pct} %: {counts}")
+        if counts["role_changes"]:
+            out["first_false_failover_at_percent"] = pct
+            break
+    return out
+
+
 def summarize_runs(runs: FailoverRuns | SwitchoverRuns) -> dict[str, Any]:
     s = summary(runs.samples)
     if runs.failures:

@@ -155,7 +155,8 @@ def table(doc: Mapping[str, Any]) -> str:
             ("RSS MB per node", lambda e: fmt_value(e.get("rss_mb"))),
             ("PSS MB per node", lambda e: fmt_value(e.get("pss_mb"))),
             ("idle CPU % of a core", lambda e: fmt_value(e.get("idle_cpu_pct"))),
-            ("false failovers (soak)", lambda e: fmt_value(_soak_brief(e.get("false_failovers"))))]
+            ("false failovers (soak)", lambda e: fmt_value(_soak_brief(e.get("false_failovers")))),
+            ("loss sweep", lambda e: _sweep_brief(e.get("loss_sweep")))]
     lines = [f"machine: {doc.get('machine')}   date: {doc.get('date')}"]
     for system in systems:
         entry = doc[system]
@@ -186,3 +187,12 @@ def _soak_brief(v: Any) -> Any:
         return (f"{v['role_changes']} role changes, {v['interruptions']} interruptions, "
                 f"{v['peer_lost']} peer-lost in {v['minutes']:g} min")
     return v
+
+
+def _sweep_brief(v: Any) -> str:
+    if not isinstance(v, dict):
+        return "not run"
+    steps = ", ".join(f"{lv['loss_percent']} %: {lv['role_changes']}" for lv in v.get("levels", []))
+    first = v.get("first_false_failover_at_percent")
+    head = f"first false failover at {first} % loss" if first else "no false failover at any level"
+    return f"{head} (role changes per level, {v.get('minutes_per_level')} min each: {steps})"

@@ -117,3 +117,44 @@ def test_loss_rules_drop_a_share_of_the_matching_packets_and_count_them() -> Non
     assert "numgen" not in loss_rules("t", "ip protocol vrrp", 100)  # nft: the value must be below the modulus
     with pytest.raises(BenchError):
         loss_rules("t", "ip protocol vrrp", 101)
+
+
+class _SweepDriver:
+    """Loses the role at 70 % loss: enough of a Driver for loss_sweep."""
+
+    key = "fake"
+
+    def __init__(self) -> None:
+        self.loss: list[int | None] = []
+        self.pct = 0
+
+    def mark(self) -> int:
+        return 0
+
+    def add_heartbeat_loss(self, pct: int) -> None:
+        self.pct = pct
+        self.loss.append(pct)
+
+    def remove_heartbeat_loss(self) -> None:
+        self.loss.append(None)
+
+    def role_changes_since(self, mark: int) -> dict[str, int]:
+        return {"role_changes": int(self.pct >= 70), "peer_lost": int(self.pct >= 60)}
+
+    def loss_seen(self) -> None:
+        return None
+
+
+def test_loss_sweep_stops_at_the_first_level_with_a_role_change() -> None:
+    from bench.measure import loss_sweep
+
+    drv = _SweepDriver()
+    out = loss_sweep(drv, [40, 60, 70, 80], 0.0001, lambda m: None)  # type: ignore[arg-type]
+    assert out["first_false_failover_at_percent"] == 70
+    assert [lv["loss_percent"] for lv in out["levels"]] == [40, 60, 70]
+    assert drv.loss == [40, None, 60, None, 70, None]  # every rule removed again
+    assert "first false failover at 70 %" in stats._sweep_brief(out)
+    a = parse(["--sweep-minutes", "1", "--sweep-levels", "50,75"])
+    assert (a.sweep_minutes, a.sweep_levels) == (1.0, [50, 75])
+    with pytest.raises(SystemExit):
+        parse(["--sweep-levels", "50,x"])
