@@ -87,6 +87,7 @@ class Daemon:
     def __init__(self, config: Config, key: bytes) -> None:
         self.config = config
         self.key = key
+        self.decoder = codec.Decoder()
         self.node = config.local_node or next(iter(config.nodes))
         self.engine = Engine(config.resources)
         self.ctx = AgentContext(
@@ -288,7 +289,7 @@ class Daemon:
     def _on_packet(self, data: bytes, src: str, local_link: str) -> None:
         now = time.monotonic()
         try:
-            msg = codec.decode(data, self.key)
+            msg = self.decoder.decode(data, self.key)
             self.guard.admit(msg, src, now)
         except codec.DecodeError as e:
             self.rejected[e.reason.name.lower()] += 1

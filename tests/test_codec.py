@@ -331,3 +331,21 @@ def test_replay_guard_error_details_name_the_sender() -> None:
     g.admit(msg(hb(), seq=3), L1, 0.0)
     with pytest.raises(DecodeError, match="nodetwo via 10.10.100.2: seq 3 <= 3"):
         g.admit(msg(hb(), seq=3), L1, 0.0)
+
+
+def test_decoder_checks_the_mac_once_for_the_copy_on_the_second_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real_mac = codec._mac
+    monkeypatch.setattr(codec, "_mac", lambda k, d: calls.append(1) or real_mac(k, d))
+    dec = codec.Decoder()
+    data = codec.encode(msg(hb()), KEY)
+    calls.clear()
+    first = dec.decode(data, KEY)
+    assert dec.decode(bytes(data), KEY) is first and len(calls) == 1  # an equal copy: no second HMAC
+    with pytest.raises(codec.DecodeError) as ei:
+        dec.decode(data, b"o" * 32)  # same bytes, another key: checked again, and refused
+    assert ei.value.reason is codec.RejectReason.BAD_MAC
+    tampered = data[:-1] + bytes([data[-1] ^ 1])
+    with pytest.raises(codec.DecodeError):
+        dec.decode(tampered, KEY)
+    assert dec.decode(data, KEY) == first  # a refused packet is never remembered

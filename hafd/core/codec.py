@@ -353,6 +353,28 @@ def decode(data: bytes, key: bytes) -> Message:
     return Message(sender=sender, boot_id=boot_id, seq=seq, sent_at=sent_at, body=body)
 
 
+class Decoder:
+    """`decode`, remembering the last datagram it accepted.
+
+    Every message arrives once per link, byte for byte the same: the copy on the second
+    link is authentic because it is identical to one whose MAC was just checked, so it
+    skips the HMAC and the parse (most of the receive work of an idle two-link cluster,
+    40 times a second).  Replay checks are unchanged: they are the ReplayGuard's, per link.
+    """
+
+    def __init__(self) -> None:
+        self._key: bytes | None = None
+        self._data: bytes | None = None
+        self._msg: Message | None = None
+
+    def decode(self, data: bytes, key: bytes) -> Message:
+        if self._msg is not None and data == self._data and key == self._key:
+            return self._msg
+        msg = decode(data, key)  # raises DecodeError: nothing is remembered then
+        self._key, self._data, self._msg = key, data, msg
+        return msg
+
+
 # ---------------------------------------------------------------- replay
 
 
