@@ -23,7 +23,6 @@ import datetime
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from integration.demorun import DemoFailed, on_signals_interrupt, run_steps  # noqa: E402
 from integration.prober import Prober  # noqa: E402
 from integration.testbed import (DHCPD, HAFCTL, HAFD, REPO, VIP, Node, Testbed, TestbedError,  # noqa: E402
                                  drbd_programs, wait_until)
@@ -41,14 +41,6 @@ ROLES_TIMEOUT = 20.0  # both daemons up, nodeone active with every resource star
 TAKEOVER_TIMEOUT = 15.0  # crash -> nodetwo active and answering
 # hafd log events worth showing a newcomer, and the keys to show with them.
 SHOWN_KEYS = ("resource", "op", "outcome", "duration", "old", "new", "reason")
-
-
-class DemoFailed(Exception):
-    """A step did not behave as expected and the next ones depend on it."""
-
-
-class Interrupted(Exception):
-    """SIGTERM or SIGHUP: clean up as for Ctrl-C."""
 
 
 class Demo:
@@ -390,48 +382,14 @@ def main(argv: Sequence[str]) -> int:
         print(f"demo: {problem}", file=sys.stderr)
         return 2
 
-    def interrupted(signum: int, _frame: object) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
+    on_signals_interrupt()
     demo = Demo(pause="--step" in argv)
     print(f"hafd two-node demo (test bed {demo.bed.prefix})\n"
           "A two-node DHCP cluster (DRBD -> /data -> VIP -> dhcpd) loses its active node; the other takes\n"
           "over and the client keeps its address. Lines starting with $ are the commands run (or their\n"
           "equivalent); 'ok:' marks what the demo checked. It takes a few seconds.")
-    rc = 0
-    try:
-        demo.build()
-        demo.start()
-        demo.first_lease()
-        demo.crash()
-        demo.takeover()
-        demo.renew()
-    except DemoFailed as e:
-        print(f"\ndemo: stopped early: {e}", file=sys.stderr)
-        rc = 1
-    except (KeyboardInterrupt, Interrupted, EOFError) as e:
-        print(f"\ndemo: interrupted ({e or 'Ctrl-C'})", file=sys.stderr)
-        rc = 130
-    except TestbedError as e:
-        print(f"\ndemo: stopped early: {e}", file=sys.stderr)
-        rc = 1
-    finally:
-        # A second Ctrl-C must not cut the clean-up short (every wait in it is bounded).
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
-        problems = demo.cleanup()
-    if problems and rc == 0:
-        rc = 1
-    if rc == 0 and demo.failures:
-        rc = 1
-    if rc == 0:
-        print(by_hand(demo.bed.prefix))
-        print("Demo finished: every step behaved as expected.")
-    elif demo.failures:
-        print("\nSteps that did not behave as expected:\n  " + "\n  ".join(demo.failures), file=sys.stderr)
-    return rc
+    steps = [demo.build, demo.start, demo.first_lease, demo.crash, demo.takeover, demo.renew]
+    return run_steps(demo, steps, lambda: by_hand(demo.bed.prefix))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from integration.demorun import DemoFailed, on_signals_interrupt, run_steps  # noqa: E402
 from integration.testbed import alive, wait_until  # noqa: E402  (one copy of the bounded poll)
 
 PREFIX = "hafd-demo-"
@@ -88,14 +89,6 @@ resources:
 # hafd log events worth showing a newcomer, and the keys to show with them.
 SHOWN_KEYS = ("resource", "op", "outcome", "duration", "error", "pid", "status", "old", "new", "reason",
               "resources_left_running", "errors", "why", "node", "command", "role", "changed")
-
-
-class DemoFailed(Exception):
-    """A step did not behave as expected and the next ones depend on it."""
-
-
-class Interrupted(Exception):
-    """SIGTERM or SIGHUP: clean up as for Ctrl-C."""
 
 
 def tool(name: str) -> str:
@@ -653,47 +646,13 @@ def main(argv: Sequence[str]) -> int:
         print(f"demo: {problem}", file=sys.stderr)
         return 2
 
-    def interrupted(signum: int, _frame: object) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
+    on_signals_interrupt()
     demo = Demo()
     print(f"hafd single-node demo (namespace {demo.name})\n"
           "A one-node DHCP service: a data disk, a virtual IP and dhcpd, managed by hafd.\n"
           "Lines starting with $ are the commands run; 'ok:' marks what the demo checked.")
-    rc = 0
-    try:
-        demo.setup_node()
-        demo.setup_disk()
-        demo.write_config()
-        demo.first_start()
-        demo.crash()
-        demo.standby()
-        demo.reload()
-        demo.restart()
-        demo.finish()
-    except DemoFailed as e:
-        print(f"\ndemo: stopped early: {e}", file=sys.stderr)
-        rc = 1
-    except (KeyboardInterrupt, Interrupted) as e:
-        print(f"\ndemo: interrupted ({e or 'Ctrl-C'})", file=sys.stderr)
-        rc = 130
-    finally:
-        # A second Ctrl-C must not cut the clean-up short (every wait in it is bounded).
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
-        problems = demo.cleanup()
-    if problems and rc == 0:
-        rc = 1
-    if rc == 0 and demo.failures:
-        rc = 1
-    if rc == 0:
-        print(by_hand())
-        print("Demo finished: every step behaved as expected.")
-    elif demo.failures:
-        print("\nSteps that did not behave as expected:\n  " + "\n  ".join(demo.failures), file=sys.stderr)
-    return rc
+    steps = [demo.setup_node, demo.setup_disk, demo.write_config, demo.first_start, demo.crash, demo.standby, demo.reload, demo.restart, demo.finish]
+    return run_steps(demo, steps, by_hand)
 
 
 if __name__ == "__main__":
