@@ -32,12 +32,17 @@ if ((${#missing[@]})); then
   # Nothing installed here may start as a service (isc-dhcp-server, keepalived, corosync,
   # pacemaker): the cluster, or the bench inside its namespaces, starts them.  policy-rc.d
   # exit 101 tells Debian's maintainer scripts not to; ours is removed afterwards.
+  # It goes however this script ends (apt failing, Ctrl-C, a CI job's SIGTERM): a stale one would
+  # silently keep every service on the machine from starting at later installs and upgrades.
   own_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM HUP
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
   fi
-  apt-get install -y -q --no-install-recommends "${missing[@]}" || { ((own_policy)) && rm -f /usr/sbin/policy-rc.d; exit 1; }
-  if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; fi
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; trap - EXIT INT TERM HUP; fi
 fi
 # The distribution's unit must stay off; hafd decides where dhcpd runs.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
