@@ -74,13 +74,15 @@ run() {
 # policy-rc.d stands between apt and a running keepalived/dhcpd. A process counts as the container's only if its
 # root directory is the container's (same device and inode through /proc/PID/root, valid across namespaces); a
 # watcher samples while the installs run, since the container's PID namespace takes its processes along on exit.
-SERVICES='^(keepalived|corosync|pacemakerd|pacemaker-.*|dhcpd|crmd|cib)$'
+# comm is cut at 15 characters; pacemaker-.* would also match dpkg's pacemaker-common.postinst.
+SERVICES='^(keepalived|corosync|pacemakerd|pacemaker-(based|fence|execd|attrd|sched|contr)|dhcpd|crmd|cib)$'
 strays() {  # strays ROOT: "PID COMM" of such services whose / is ROOT
   local want pid comm
   want=$(stat -c %d:%i "$1")
   ps -eo pid=,comm= | while read -r pid comm; do
     [[ $comm =~ $SERVICES ]] || continue
-    [ "$(stat -L -c %d:%i "/proc/$pid/root" 2>/dev/null)" = "$want" ] && echo "$pid $comm"
+    [ "$(stat -L -c %d:%i "/proc/$pid/root" 2>/dev/null)" = "$want" ] || continue
+    echo "$pid $comm: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-100)"
   done
 }
 watch_start() {  # watch_start ROOT FILE: sample strays every 0.5 s (at most TOTAL s) into FILE; sets WATCHER
@@ -97,7 +99,7 @@ no_services() {  # no_services ROOT FILE: none was seen; kill (by PID) any still
     while read -r pid _; do kill -9 "$pid" 2>/dev/null || true; done <<<"$now"
     echo "$now" >>"$file"
   fi
-  if [ -s "$file" ]; then echo "fresh-check: services started from $root:" $(sort -u "$file") >&2; return 1; fi
+  if [ -s "$file" ]; then echo "fresh-check: services started from $root:" >&2; sort -u "$file" >&2; return 1; fi
   return 0
 }
 WATCHER=
