@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import itertools
 import json
 import os
 import signal
@@ -108,12 +109,14 @@ class Daemon:
         )
         self.guard = codec.ReplayGuard(config.nodes, self.node, hold=config.cluster.deadtime)
         self.boot_id = codec.new_boot_id()
-        self.seq = 0
+        # One counter for every message; the heartbeat thread takes the numbers (see
+        # hafd/io/heartbeat.py), so they leave in order.
+        self._seq = itertools.count(1)
+        self._hb_body: codec.Heartbeat | None = None
+        self._hb_template: codec.Template | None = None
         self.rejected: collections.Counter[str] = collections.Counter()
         self._last_reject_log = 0.0
         self.transport: HeartbeatTransport | None = None
-        self._hb_next = 0.0
-        self._hb_handle: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.wakeup = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -141,15 +144,14 @@ class Daemon:
         await self._start_metrics()
         peers = self.config.peers()
         if peers:
-            self.transport = HeartbeatTransport(self.config.nodes[self.node].links, cl.port, self._on_packet)
+            self._publish_heartbeat()
+            self.transport = HeartbeatTransport(self.config.nodes[self.node].links, cl.port, [p.links for p in peers],
+                                                cl.interval, self._beat, self._on_batch, codec.repeat_key)
             await self.transport.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(sig, self._stop)
         background = [asyncio.create_task(self._watchdog(), name="watchdog")]
-        if peers:
-            self._hb_next = loop.time()
-            self._heartbeat_tick()
         if cl.tiebreaker is not None:
             background.append(asyncio.create_task(self._tiebreaker_loop(), name="tiebreaker"))
         log.info("hafd_started", version=__version__, node=self.node, config=self.config.path, pid=os.getpid(),
@@ -165,13 +167,27 @@ class Daemon:
         finally:
             for t in background:
                 t.cancel()
-            if self._hb_handle is not None:
-                self._hb_handle.cancel()
             await self._shutdown()
-        return 0
+        return 0 if self.transport is None or self.transport.failure is None else 1
 
     async def _main_loop(self) -> None:
+        due: float | None = None
         while not self.stopping.is_set():
+            if self.transport is not None:
+                if not self.transport.alive():
+                    # Silent now: the peer will take over (and fence us); we must not go on as if heard.
+                    log.critical("heartbeat_thread_dead", reason="no heartbeats are sent or read any more; stopping",
+                                 error=repr(self.transport.failure))
+                    self._stop()
+                    break
+                self._on_batch()
+                now = time.monotonic()
+                heard_by = self.core.membership.next_deadline()
+                if heard_by is not None and heard_by <= now:
+                    # A deadline is still up after what the thread had read: before judging,
+                    # have it read the sockets now, so a heartbeat that arrived counts.
+                    if not await self.transport.flush(self.config.cluster.interval):
+                        log.warning("heartbeat_flush_late", reason="the heartbeat thread did not answer in an interval")
             now = time.monotonic()
             if not self.ready and not self.engine.probing():
                 self.ready = True
@@ -183,12 +199,19 @@ class Daemon:
             self._engine_changed()
             now = time.monotonic()
             deadlines = [d for d in (self.engine.next_deadline(now), self.core.next_deadline(now)) if d is not None]
-            timeout = None if not deadlines else max(0.0, min(deadlines) + TICK_SLACK - time.monotonic())
+            due = None if not deadlines else min(deadlines) + TICK_SLACK
+            self._publish_heartbeat()
             self.wakeup.clear()
-            waiters = [asyncio.ensure_future(self.wakeup.wait()), asyncio.ensure_future(self.stopping.wait())]
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
+            # A timer that sets the event, not asyncio.wait: no tasks to create and cancel
+            # on every pass (an idle node passes here every deadtime, and it showed in CPU).
+            timer = None if due is None else asyncio.get_running_loop().call_at(due, self.wakeup.set)
+            await self.wakeup.wait()
+            if timer is not None:
+                timer.cancel()
+
+    def _stop(self) -> None:
+        self.stopping.set()
+        self.wakeup.set()
 
     async def _shutdown(self) -> None:
         sdnotify.notify("STOPPING=1")
@@ -200,7 +223,7 @@ class Daemon:
             while not self.engine.all_stopped() and time.monotonic() < limit:
                 await self._wait_for_tasks(limit - time.monotonic())
                 self._engine_changed()
-                self._send_heartbeat()
+                self._publish_heartbeat()
         # Let operations in flight finish (each is bounded by its timeout) so no
         # mount or start is cut in half; the next daemon's probe sees a clean state.
         await self._wait_for_tasks(max((r.timeout for r in self.config.resources.values()), default=0) + OP_GRACE)
@@ -244,50 +267,50 @@ class Daemon:
 
     # -- heartbeats ------------------------------------------------------------
 
-    def _message(self, body: codec.Body) -> bytes:
-        self.seq += 1
-        msg = codec.Message(self.node, self.boot_id, self.seq, time.monotonic(), body)
-        return codec.encode(msg, self.key)
+    def _publish_heartbeat(self) -> None:
+        """Give the heartbeat thread what to say from now on.  Called after everything
+        that can change the core's state (apply, each main-loop pass), so a heartbeat is
+        at most one event-loop step behind the decision it reports."""
+        hb = self.core.heartbeat()
+        if hb != self._hb_body:
+            self._hb_template = codec.Template(self.node, self.boot_id, hb)  # one reference swap
+            self._hb_body = hb
 
-    def _broadcast(self, data: bytes) -> None:
+    def _beat(self) -> bytes:
+        """In the heartbeat thread: the current heartbeat, numbered and signed."""
+        t = self._hb_template
+        assert t is not None
+        return t.sign(next(self._seq), time.monotonic(), self.key)
+
+    def _send(self, body: codec.Body) -> None:
         if self.transport is None:
             return
-        for peer in self.config.peers():
-            self.transport.send(data, peer.links)
+        t = codec.Template(self.node, self.boot_id, body)
+        self.transport.send(lambda: t.sign(next(self._seq), time.monotonic(), self.key))
 
     def _send_heartbeat(self) -> None:
-        self._broadcast(self._message(self.core.heartbeat()))
+        self._publish_heartbeat()
+        if self.transport is not None:
+            self.transport.beat_now()
 
     async def _send_repeated(self, body: codec.Body) -> None:
         for i in range(REPEAT):
-            self._broadcast(self._message(body))
+            self._send(body)
             if i + 1 < REPEAT:
                 await asyncio.sleep(self.config.cluster.interval)
 
-    def _heartbeat_tick(self) -> None:
-        """Every interval, on an absolute schedule (lateness does not accumulate): read
-        what arrived, then send. A plain callback, not a task: the cheapest wake-up."""
-        if self.transport is None or self.stopping.is_set():
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            self.transport.drain()
-            self._send_heartbeat()
-        except Exception:  # noqa: BLE001 - the heartbeat must survive any bug in one tick
-            log.exception("heartbeat_tick_failed")
-        interval = self.config.cluster.interval
-        self._hb_next += interval
-        now = loop.time()
-        if self._hb_next < now - interval:  # we were starved: do not burst to catch up
-            self._hb_next = now
-        self._hb_handle = loop.call_at(self._hb_next, self._heartbeat_tick)
-
     def _update_transport_mode(self) -> None:
         if self.transport is not None:
+            self._publish_heartbeat()
             self.transport.set_immediate(self.core.in_transition())
 
-    def _on_packet(self, data: bytes, src: str, local_link: str) -> None:
-        now = time.monotonic()
+    def _on_batch(self) -> None:
+        """Datagrams the heartbeat thread read, each with its arrival time, oldest first."""
+        if self.transport is not None:
+            for r in self.transport.take():
+                self._on_packet(r.data, r.source, r.link, r.at)
+
+    def _on_packet(self, data: bytes, src: str, local_link: str, now: float) -> None:
         try:
             msg = self.decoder.decode(data, self.key)
             self.guard.admit(msg, src, now)
@@ -601,6 +624,7 @@ class Daemon:
         return {"message": msg, "changed": renew, "needs_restart": restart_keys, "warnings": list(new.warnings)}
 
     def status(self) -> dict[str, Any]:
+        self._on_batch()  # heartbeats that have arrived count, even if not yet handled
         mono, wall = time.monotonic(), time.time()
         resources = self.engine.snapshot()
         for r in resources.values():
@@ -655,7 +679,7 @@ class Daemon:
             "because": self.because,
             "hooks": self.hooks.status(),
             "timings": {"interval": cl_.interval, "deadtime": cl_.deadtime,
-                        "receive": "immediate" if self.transport is not None and self.transport._immediate else "batched"},
+                        "receive": "immediate" if self.transport is not None and self.transport.immediate else "batched"},
         }
 
     # -- explaining: history, event hooks, metrics ---------------------------------

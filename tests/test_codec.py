@@ -349,3 +349,27 @@ def test_decoder_checks_the_mac_once_for_the_copy_on_the_second_link(monkeypatch
     with pytest.raises(codec.DecodeError):
         dec.decode(tampered, KEY)
     assert dec.decode(data, KEY) == first  # a refused packet is never remembered
+
+
+@FUZZ
+@given(names, st.integers(0, 2**64 - 1), st.floats(allow_nan=False), bodies)
+def test_template_signs_exactly_what_encode_gives(sender: str, seq: int, sent_at: float, body: codec.Body) -> None:
+    t = codec.Template(sender, BOOT_B, body)
+    assert t.sign(seq, sent_at, KEY) == encode(Message(sender, BOOT_B, seq, sent_at, body), KEY)
+
+
+def test_template_refuses_what_encode_refuses() -> None:
+    with pytest.raises(ValueError):
+        codec.Template("nodeone", b"short", hb())
+    with pytest.raises(ValueError):
+        codec.Template("nodeone", BOOT_A, hb()).sign(-1, 0.0, KEY)
+
+
+def test_repeat_key_ignores_only_seq_time_and_mac() -> None:
+    one = encode(msg(hb(), seq=1), KEY)
+    later = encode(Message("nodetwo", BOOT_A, 99, 123.5, hb()), b"another key")
+    assert codec.repeat_key(one) == codec.repeat_key(later)
+    for other in (encode(msg(hb(epoch=8)), KEY), encode(msg(hb(), boot=BOOT_B), KEY),
+                  encode(msg(hb(), sender="nodeone"), KEY), encode(msg(Leaving(restarting=False)), KEY)):
+        assert codec.repeat_key(other) != codec.repeat_key(one)
+    assert codec.repeat_key(b"junk") == b"junk"  # too short to cut: itself, so it is "new"
