@@ -120,6 +120,12 @@ def measure_system(key: str, factory: Callable[[], measure.Driver], a: argparse.
             entry["false_failovers"] = not_measured(f"soaked only: {', '.join(a.soak_systems)} (--soak-systems)")
         else:
             entry["false_failovers"] = not_measured("soak skipped (--quick or --soak-minutes 0)")
+        if a.jitter_minutes > 0 and key in a.jitter_systems:
+            log(f"{key}: jitter soak, {a.jitter_minutes:g} min, {SOAK_LOSS:.0%} loss and 0-{a.jitter_ms:g} ms random "
+                f"delay on every heartbeat link, 2 CPU burners")
+            entry["false_failovers_with_jitter"] = measure.soak(
+                drv, prober, so.active, a.jitter_minutes, round(SOAK_LOSS * 100), GAP_LIMIT, log,
+                jitter_s=a.jitter_ms / 1000.0, seed=rng.randrange(2**31))
         if a.sweep_minutes > 0:
             log(f"{key}: loss sweep, {a.sweep_minutes:g} min per level: {a.sweep_levels}")
             entry["loss_sweep"] = measure.loss_sweep(drv, a.sweep_levels, a.sweep_minutes, log)
@@ -164,6 +170,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
                    help="idle CPU window for keepalived and Pacemaker (default 60; hafd gets --idle-seconds)")
     p.add_argument("--soak-systems", default=",".join(SOAKED),
                    help=f"systems that get the soak (default {','.join(SOAKED)})")
+    p.add_argument("--jitter-minutes", type=float, help="soak with added jitter too (default 5; --quick 0)")
+    p.add_argument("--jitter-ms", type=float, default=50.0, help="the jitter soak's maximum added delay (default 50)")
+    p.add_argument("--jitter-systems", default="hafd", help="systems that get the jitter soak (default hafd)")
     p.add_argument("--sweep-minutes", type=float, default=0.0,
                    help="minutes per loss level of the sweep for the first false failover (default 0: no sweep)")
     p.add_argument("--sweep-levels", default="40,60,70,80,90", help="loss percentages of the sweep, in order")
@@ -176,13 +185,17 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     a.idle_seconds = a.idle_seconds if a.idle_seconds is not None else (30.0 if a.quick else 300.0)
     a.only = [s.strip() for s in a.only.split(",") if s.strip()] if a.only else list(SYSTEMS)
     a.soak_systems = [s.strip() for s in a.soak_systems.split(",") if s.strip()]
+    a.jitter_minutes = a.jitter_minutes if a.jitter_minutes is not None else (0.0 if a.quick else 5.0)
+    a.jitter_systems = [s.strip() for s in a.jitter_systems.split(",") if s.strip()]
+    if not 0 <= a.jitter_minutes <= 24 * 60 or not 0 < a.jitter_ms <= 1000:
+        p.error("--jitter-minutes must be 0-1440, --jitter-ms 0-1000")
     try:
         a.sweep_levels = [int(x) for x in a.sweep_levels.split(",") if x.strip()]
     except ValueError:
         p.error("--sweep-levels: comma-separated whole percentages")
     if not all(0 < x <= 100 for x in a.sweep_levels) or not 0 <= a.sweep_minutes <= 60:
         p.error("--sweep-levels must be 1-100 each, --sweep-minutes 0-60")
-    unknown = [s for s in a.only + a.soak_systems if s not in SYSTEMS]
+    unknown = [s for s in a.only + a.soak_systems + a.jitter_systems if s not in SYSTEMS]
     if unknown:
         p.error(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
     if not 1 <= a.n <= 1000 or not 0 <= a.soak_minutes <= 24 * 60 or not 1 <= a.idle_seconds <= 3600:
@@ -205,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "mode": "quick" if a.quick else "full",
                            "command": "bench/run " + " ".join(sys.argv[1:] if argv is None else argv),
                            "settings": {"n": a.n, "soak_minutes": a.soak_minutes, "idle_seconds": a.idle_seconds,
+                                        "jitter_minutes": a.jitter_minutes, "jitter_ms": a.jitter_ms,
                                         "seed": seed, "probe_interval_s": PROBE_INTERVAL}}
     t0 = time.monotonic()
     for key in SYSTEMS:

@@ -273,15 +273,31 @@ def remove_loss(namespaces: Sequence[str], table: str) -> None:
 BURNER = "import time\nend = time.monotonic() + {secs}\nwhile time.monotonic() < end: pass\n"
 
 
+def heartbeat_ports(drv: Driver) -> tuple[str, list[tuple[str, str]]]:
+    """The switch namespace and (bridge, port) of nodeone's side of every heartbeat link:
+    a wire there jitters the link both ways, by up to its delay (not twice that)."""
+    bed = getattr(drv, "bed")
+    short = bed.one.spec.short
+    ports = [("ha", f"{short}-eth1")] + ([("ha2", f"{short}-eth3")] if bed.options.second_link else [])
+    return bed.sw, ports
+
+
 def soak(drv: Driver, prober: Any, active: str, minutes: float, loss_percent: int, gap_limit: float,
-         log: Callable[[str], None]) -> dict[str, Any]:
-    """Item 5: heartbeat loss on every link plus two CPU burners; count role changes and interruptions."""
+         log: Callable[[str], None], jitter_s: float = 0.0, seed: int = 0) -> dict[str, Any]:
+    """Item 5: heartbeat loss on every link plus two CPU burners; count role changes and interruptions.
+    With `jitter_s`, every heartbeat link also gets a random delay in [0, jitter_s] each way (bench/wire.py)."""
     secs = minutes * 60.0
     burners: list[subprocess.Popen[Any]] = []
+    wires: list[Any] = []
+    wire_stats: list[dict[str, Any]] = []
     mark = drv.mark()
     t0 = time.monotonic()
     seen: Any = None
     try:
+        if jitter_s > 0:
+            from bench import wire
+            ns, ports = heartbeat_ports(drv)
+            wires = wire.add_jitter(ns, ports, jitter_s, seed)
         drv.add_heartbeat_loss(loss_percent)
         for _ in range(2):  # self-bounded too: they end on their own a little after the soak
             burners.append(drv.spawn([sys.executable, "-c", BURNER.format(secs=secs + 30)],
@@ -298,6 +314,9 @@ def soak(drv: Driver, prober: Any, active: str, minutes: float, loss_percent: in
                 b.kill()
             b.wait(timeout=10)
         drv.remove_heartbeat_loss()
+        if wires:
+            from bench import wire
+            wire_stats = wire.remove_jitter(wires)
     t1 = time.monotonic()
     acks = [e["mono"] for e in prober.snapshot(since=t0, kind="ACK") if e["mono"] <= t1]
     wrong = [e for e in prober.snapshot(since=t0, kind="ACK") if e["mono"] <= t1 and e.get("domain") != active]
@@ -307,7 +326,13 @@ def soak(drv: Driver, prober: Any, active: str, minutes: float, loss_percent: in
             "role_changes": counts["role_changes"], "peer_lost": counts["peer_lost"],
             "interruptions": len(holes), "interruption_threshold_s": gap_limit,
             "largest_gap_s": round(max([0.0, *(b - a for a, b in zip([t0, *acks], [*acks, t1]))]), 3),
-            "acks": len(acks), "acks_from_the_other_node": len(wrong), "loss_seen_by_the_system": seen}
+            "acks": len(acks), "acks_from_the_other_node": len(wrong), "loss_seen_by_the_system": seen,
+            **({"jitter_max_s": jitter_s, "jitter_wires": [_wire_summary(w) for w in wire_stats]} if jitter_s > 0 else {})}
+
+
+def _wire_summary(stats: dict[str, Any]) -> dict[str, Any]:
+    """What the jitter relay did, short: frames each way and the delay it added."""
+    return {k: stats.get(k) for k in ("port", "frames", "added", "late", "errors") if k in stats}
 
 
 def loss_sweep(drv: Driver, levels: Sequence[int], minutes: float, log: Callable[[str], None]) -> dict[str, Any]:

@@ -156,6 +156,7 @@ def table(doc: Mapping[str, Any]) -> str:
             ("PSS MB per node", lambda e: fmt_value(e.get("pss_mb"))),
             ("idle CPU % of a core", lambda e: fmt_value(e.get("idle_cpu_pct"))),
             ("false failovers (soak)", lambda e: fmt_value(_soak_brief(e.get("false_failovers")))),
+            ("  with jitter", lambda e: fmt_value(_soak_brief(e.get("false_failovers_with_jitter")) or "not run")),
             ("loss sweep", lambda e: _sweep_brief(e.get("loss_sweep")))]
     lines = [f"machine: {doc.get('machine')}   date: {doc.get('date')}"]
     for system in systems:

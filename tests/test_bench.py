@@ -94,6 +94,24 @@ def test_cli_defaults_quick_and_unknown_systems() -> None:
     assert f.soak_systems == ["hafd", "hafd_fast", "keepalived_fast"] and f.peer_idle_seconds == 60.0
     with pytest.raises(SystemExit):
         parse(["--soak-systems", "hafd,heartbeat"])
+    assert (q.jitter_minutes, f.jitter_minutes, f.jitter_ms, f.jitter_systems) == (0.0, 5.0, 50.0, ["hafd"])
+    for bad in (["--jitter-ms", "0"], ["--jitter-minutes", "-1"], ["--jitter-systems", "heartbeat"]):
+        with pytest.raises(SystemExit):
+            parse(bad)
+
+
+def test_the_jitter_wire_goes_on_nodeones_side_of_every_heartbeat_link() -> None:
+    from types import SimpleNamespace
+
+    from bench.measure import heartbeat_ports
+
+    def drv(second: bool) -> object:
+        bed = SimpleNamespace(sw="s1-sw", one=SimpleNamespace(spec=SimpleNamespace(short="one")),
+                              options=SimpleNamespace(second_link=second))
+        return SimpleNamespace(bed=bed)
+
+    assert heartbeat_ports(drv(True)) == ("s1-sw", [("ha", "one-eth1"), ("ha2", "one-eth3")])  # type: ignore[arg-type]
+    assert heartbeat_ports(drv(False)) == ("s1-sw", [("ha", "one-eth1")])  # type: ignore[arg-type]
 
 
 def test_ratios_divide_hafd_by_the_peer_where_both_have_medians() -> None:
