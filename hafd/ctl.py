@@ -7,7 +7,9 @@ with the whole config model just to find the control socket) costs several times
 ~20 ms a Python process needs to start.  So the plain forms of the operator commands
 (`failover [--to NODE]`, `standby|unstandby [NODE]`, `cleanup [RESOURCE]`, `reload`,
 `fence-peer`, `unfence-peer`, with no global options) talk to the default socket with
-nothing but os, socket and json.  Everything else, and every case where the fast path
+nothing but os and the C halves of socket and json (`_socket`, `_json`): `import json`
+pulls in re and enum, `import socket` enum and selectors, together ~15 ms of the start
+(`python -X importtime`), more than the exchange itself.  Everything else, and every case where the fast path
 cannot connect or the daemon answers with an error, goes to `hafd.cli`, so there is
 still one place that defines hafctl's options, output and error messages.
 
@@ -19,11 +21,14 @@ invocation to the full CLI).  The request is the control-socket protocol's
 
 from __future__ import annotations
 
-import json
+import _json
+import _socket
 import os
-import socket
 import sys
-from collections.abc import Mapping, Sequence  # not typing: importing it costs 2 ms here
+
+TYPE_CHECKING = False  # typing's own constant costs an import; annotations are never evaluated here
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence  # collections.abc alone costs ~2.5 ms
 
 from hafd.paths import DEFAULT_CONFIG_PATH, DEFAULT_SOCKET
 
@@ -94,8 +99,48 @@ def default_socket_applies() -> bool:
     return True
 
 
+class _ScanContext:
+    """What _json.make_scanner reads from a json.JSONDecoder (json.loads' defaults)."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(word: str) -> float:
+        return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[word]
+
+
+def _reject(o: object) -> object:
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def json_dumps(obj: object) -> str:
+    """json.dumps(obj) with its defaults, without importing json."""
+    enc = _json.make_encoder({}, _reject, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    return "".join(enc(obj, 0))
+
+
+def json_loads(data: bytes) -> object:
+    """json.loads(data) without importing json for a well-formed UTF-8 document; anything
+    else is handed to json itself, so errors are exactly json's."""
+    try:
+        text = data.decode("utf-8")
+        start = len(text) - len(text.lstrip(" \t\n\r"))
+        obj, end = _json.make_scanner(_ScanContext())(text, start)
+        if text[end:].strip(" \t\n\r"):
+            raise ValueError("extra data")
+        return obj
+    except Exception:  # noqa: BLE001 - json re-reads it and raises its own error
+        import json
+
+        return json.loads(data)
+
+
 def encode(command: str, args: Mapping[str, str]) -> bytes:
-    return json.dumps({"version": PROTOCOL_VERSION, "command": command, "args": dict(args)}).encode() + b"\n"
+    return json_dumps({"version": PROTOCOL_VERSION, "command": command, "args": dict(args)}).encode() + b"\n"
 
 
 def handler_exit(answer: bytes) -> tuple[int, str]:
@@ -115,7 +160,7 @@ def handler_exit(answer: bytes) -> tuple[int, str]:
 
 def _ok_result(answer: bytes) -> tuple[dict | None, str]:
     try:
-        response: object = json.loads(answer)
+        response: object = json_loads(answer)
     except ValueError:
         return None, "unexpected answer from hafd: not JSON"
     if not isinstance(response, dict):
@@ -133,7 +178,7 @@ def _ok_result(answer: bytes) -> tuple[dict | None, str]:
 def exchange(request: bytes, path: str = "") -> bytes | None:
     """Send one request, read one answer; None if nothing was sent (cannot connect)."""
     path = path or DEFAULT_SOCKET
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         sock.settimeout(COMMAND_TIMEOUT)
         try:
@@ -144,7 +189,7 @@ def exchange(request: bytes, path: str = "") -> bytes | None:
         size = 0
         try:
             sock.sendall(request)
-            sock.shutdown(socket.SHUT_WR)
+            sock.shutdown(_socket.SHUT_WR)
             while size <= MAX_ANSWER:
                 chunk = sock.recv(65536)
                 if not chunk:
