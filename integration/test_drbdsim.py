@@ -307,6 +307,28 @@ def test_handler_timeout_counts_as_broken(sim: Sim) -> None:
     assert sim.status("nodetwo").disk is DiskState.UPTODATE
 
 
+def test_the_handler_is_waited_for_without_polling() -> None:
+    """Popen.wait(timeout) sleeps in growing steps (a 20 ms handler came back after 31.5 ms);
+    real DRBD does not, so the stand-in waits on a pidfd, and still times out."""
+    import subprocess
+
+    from integration.drbdsim import _exited_within
+
+    class NoPolling(subprocess.Popen):  # type: ignore[type-arg]
+        def wait(self, timeout: float | None = None) -> int:
+            assert timeout is None, "the polling wait was used"
+            return super().wait()
+
+    quick = NoPolling(["/bin/true"])
+    assert _exited_within(quick, 5.0) and quick.wait() == 0
+    stuck = NoPolling(["/bin/sleep", "5"])
+    try:
+        assert not _exited_within(stuck, 0.05)
+    finally:
+        stuck.kill()
+        stuck.wait()
+
+
 def test_missing_handler_program_counts_as_broken(sim: Sim) -> None:
     sim.ok("nodeone", "primary", "r0")
     sim.ctl("set-handler", "r0", "nodeone", "fence-peer", "--", str(sim.dir / "no-such-handler"))
