@@ -212,8 +212,8 @@ CONFIG: dict[str, D] = {
     "filesystem.fstype": D("The filesystem type for mount -t; unset = let mount detect it.", "ext4"),
     "filesystem.options": D("mount -o options.", "noatime,nodiratime"),
     "filesystem.kill_holders": D(
-        "On stop, kill processes that keep the filesystem busy (as Pacemaker's force_unmount), so the unmount and "
-        "the failover do not hang.", False),
+        "On stop, if umount says the filesystem is busy, kill the processes that keep it busy (SIGTERM, then SIGKILL; "
+        "as Pacemaker's force_unmount) and try again, so the unmount and the failover do not hang.", False),
     # ipaddr
     "type.ipaddr": D(_TYPES["ipaddr"]),
     "ipaddr.address": D("The virtual address with its prefix length.", "10.10.101.1/24"),

@@ -31,7 +31,7 @@ log = structlog.get_logger(__name__)
 MOUNTINFO = "/proc/self/mountinfo"
 HOLDER_TERM_WAIT = 1.0  # after SIGTERM, before SIGKILL
 HOLDER_KILL_WAIT = 1.0  # after SIGKILL, before giving up on the holders
-UMOUNT_ATTEMPTS = 3  # each attempt kills holders (if enabled) then runs umount
+UMOUNT_ATTEMPTS = 3  # umount; if busy, kill holders (if enabled) and try again
 
 
 def read_mounts() -> list[MountEntry]:
@@ -178,7 +178,11 @@ class FilesystemAgent(Agent):
                 # Not ours to unmount; our resource is down.  monitor() reports FAILED meanwhile.
                 log.warning("filesystem_foreign_mount", resource=self.name, directory=directory, source=entry.source)
                 return
-            if self.params.kill_holders:
+            if self.params.kill_holders and attempt > 1:
+                # Only after umount said busy: finding holders reads every process's fds and
+                # cwd (~20 ms here, and it holds up the event loop), while on a switchover the
+                # service that used the filesystem has already stopped (Pacemaker's Filesystem
+                # agent also tries first and kills on failure).
                 await self._kill_holders(directory)
             res = await run([self.ctx.programs.umount, directory], timeout=self.resource.timeout)
             if res.ok:
