@@ -31,6 +31,8 @@ from integration.testbed import DHCPD, VIP, Node, Options, Testbed, run
 REAL_DRBDADM_S = 0.002  # drbd-utils' drbdadm per call (anchors.md / the brief): what the stand-in stands for
 # hafd's drbd agent makes 2 drbdadm calls to promote (hafd/agents/drbd.py start(): status, primary).
 DRBD_CALLS_PER_PROMOTE = 2
+# A planned switchover makes 3: the old node's `secondary`, the new node's status and primary.
+DRBD_CALLS_PER_SWITCHOVER = 3
 
 
 @dataclass(frozen=True)

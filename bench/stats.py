@@ -150,6 +150,7 @@ def table(doc: Mapping[str, Any]) -> str:
     rows = [("hard failover", lambda e: fmt_summary(e.get("hard_failover_s"))),
             ("planned switchover", lambda e: fmt_summary(e.get("switchover_s"))),
             ("  from the daemon's receipt", lambda e: fmt_summary(e.get("switchover_from_daemon_s"))),
+            ("  with a real drbdadm (est.)", lambda e: fmt_summary(e.get("switchover_real_drbdadm_s"))),
             ("overhead over the limit", lambda e: fmt_summary(e.get("overhead_s"))),
             ("  with a real drbdadm", lambda e: fmt_summary(e.get("overhead_real_drbdadm_s"))),
             ("RSS MB per node", lambda e: fmt_value(e.get("rss_mb"))),
