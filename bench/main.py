@@ -132,7 +132,8 @@ def measure_system(key: str, factory: Callable[[], measure.Driver], a: argparse.
                 jitter_s=a.jitter_ms / 1000.0, seed=rng.randrange(2**31))
         if a.sweep_minutes > 0:
             log(f"{key}: loss sweep, {a.sweep_minutes:g} min per level: {a.sweep_levels}")
-            entry["loss_sweep"] = measure.loss_sweep(drv, a.sweep_levels, a.sweep_minutes, log)
+            entry["loss_sweep"] = measure.loss_sweep(drv, a.sweep_levels, a.sweep_minutes, log,
+                                                     jitter_s=a.sweep_jitter_ms / 1000.0, seed=rng.randrange(2**31))
     except Exception as e:  # noqa: BLE001 - one system's failure must not lose the others' figures
         log(f"{key}: FAILED: {e}")
         entry["error"] = f"{type(e).__name__}: {e}"
@@ -180,6 +181,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--sweep-minutes", type=float, default=0.0,
                    help="minutes per loss level of the sweep for the first false failover (default 0: no sweep)")
     p.add_argument("--sweep-levels", default="40,60,70,80,90", help="loss percentages of the sweep, in order")
+    p.add_argument("--sweep-jitter-ms", type=float, default=0.0,
+                   help="run the sweep with this much random delay on every heartbeat link (default 0)")
     p.add_argument("--seed", type=int, help="random crash phases (default: random)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
     p.add_argument("--no-setup", action="store_true", help="(bench/run) skip scripts/setup.sh")
@@ -191,8 +194,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     a.soak_systems = [s.strip() for s in a.soak_systems.split(",") if s.strip()]
     a.jitter_minutes = a.jitter_minutes if a.jitter_minutes is not None else (0.0 if a.quick else 5.0)
     a.jitter_systems = [s.strip() for s in a.jitter_systems.split(",") if s.strip()]
-    if not 0 <= a.jitter_minutes <= 24 * 60 or not 0 < a.jitter_ms <= 1000:
-        p.error("--jitter-minutes must be 0-1440, --jitter-ms 0-1000")
+    if not 0 <= a.jitter_minutes <= 24 * 60 or not 0 < a.jitter_ms <= 1000 or not 0 <= a.sweep_jitter_ms <= 1000:
+        p.error("--jitter-minutes must be 0-1440, --jitter-ms and --sweep-jitter-ms 0-1000")
     try:
         a.sweep_levels = [int(x) for x in a.sweep_levels.split(",") if x.strip()]
     except ValueError:

@@ -335,10 +335,29 @@ def _wire_summary(stats: dict[str, Any]) -> dict[str, Any]:
     return {k: stats.get(k) for k in ("port", "frames", "added", "late", "errors") if k in stats}
 
 
-def loss_sweep(drv: Driver, levels: Sequence[int], minutes: float, log: Callable[[str], None]) -> dict[str, Any]:
+def loss_sweep(drv: Driver, levels: Sequence[int], minutes: float, log: Callable[[str], None],
+               jitter_s: float = 0.0, seed: int = 0) -> dict[str, Any]:
     """Item 5's last question: which heartbeat loss rate (on every link, no CPU load) first causes a
-    false failover.  Each level runs `minutes` or until the first role change; the sweep stops there."""
-    out: dict[str, Any] = {"minutes_per_level": minutes, "levels": [], "first_false_failover_at_percent": None}
+    false failover.  Each level runs `minutes` or until the first role change; the sweep stops there.
+    With `jitter_s`, the whole sweep runs with bench/wire.py's random delay on every heartbeat link."""
+    out: dict[str, Any] = {"minutes_per_level": minutes, "levels": [], "first_false_failover_at_percent": None,
+                           "jitter_max_s": jitter_s}
+    wires: list[Any] = []
+    if jitter_s > 0:
+        from bench import wire
+        ns, ports = heartbeat_ports(drv)
+        wires = wire.add_jitter(ns, ports, jitter_s, seed)
+    try:
+        _sweep_levels(drv, levels, minutes, log, out)
+    finally:
+        if wires:
+            from bench import wire
+            out["jitter_wires"] = [_wire_summary(w) for w in wire.remove_jitter(wires)]
+    return out
+
+
+def _sweep_levels(drv: Driver, levels: Sequence[int], minutes: float, log: Callable[[str], None],
+                  out: dict[str, Any]) -> None:
     for pct in levels:
         mark = drv.mark()
         t0 = time.monotonic()
@@ -358,7 +377,6 @@ def loss_sweep(drv: Driver, levels: Sequence[int], minutes: float, log: Callable
         if counts["role_changes"]:
             out["first_false_failover_at_percent"] = pct
             break
-    return out
 
 
 def summarize_runs(runs: FailoverRuns | SwitchoverRuns) -> dict[str, Any]:

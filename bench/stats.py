@@ -197,4 +197,6 @@ def _sweep_brief(v: Any) -> str:
     steps = ", ".join(f"{lv['loss_percent']} %: {lv['role_changes']}" for lv in v.get("levels", []))
     first = v.get("first_false_failover_at_percent")
     head = f"first false failover at {first} % loss" if first else "no false failover at any level"
+    if v.get("jitter_max_s"):
+        head += f", with 0-{v['jitter_max_s'] * 1000:g} ms jitter"
     return f"{head} (role changes per level, {v.get('minutes_per_level')} min each: {steps})"

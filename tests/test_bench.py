@@ -95,7 +95,9 @@ def test_cli_defaults_quick_and_unknown_systems() -> None:
     with pytest.raises(SystemExit):
         parse(["--soak-systems", "hafd,heartbeat"])
     assert (q.jitter_minutes, f.jitter_minutes, f.jitter_ms, f.jitter_systems) == (0.0, 5.0, 50.0, ["hafd"])
-    for bad in (["--jitter-ms", "0"], ["--jitter-minutes", "-1"], ["--jitter-systems", "heartbeat"]):
+    assert f.sweep_jitter_ms == 0.0 and parse(["--sweep-jitter-ms", "50"]).sweep_jitter_ms == 50.0
+    for bad in (["--jitter-ms", "0"], ["--jitter-minutes", "-1"], ["--jitter-systems", "heartbeat"],
+                ["--sweep-jitter-ms", "-5"]):
         with pytest.raises(SystemExit):
             parse(bad)
 
