@@ -248,6 +248,9 @@ def encode(msg: Message, key: bytes) -> bytes:
     return data + _mac(key, data)
 
 
+_SEQ_TIME = struct.Struct(">Qd")
+
+
 class Template:
     """One message body, encoded once and signed many times.
 
@@ -267,7 +270,9 @@ class Template:
         self._tail = _encode_body(body)
 
     def sign(self, seq: int, sent_at: float, key: bytes) -> bytes:
-        data = self._head + _u64(seq, "seq") + struct.pack(">d", sent_at) + self._tail
+        if not 0 <= seq <= _U64_MAX:
+            raise ValueError(f"seq must fit in an unsigned 64-bit integer, got {seq}")
+        data = self._head + _SEQ_TIME.pack(seq, sent_at) + self._tail
         return data + _mac(key, data)
 
 

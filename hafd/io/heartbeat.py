@@ -106,6 +106,7 @@ class HeartbeatTransport:
         self.dropped = 0
         self.ticks = 0
         self._socks: dict[str, socket.socket] = {}
+        self._targets: list[tuple[socket.socket, tuple[str, int], str]] = []  # (socket, peer address, our link)
         self._pending: deque[Received] = deque()
         self._outbox: deque[Sign] = deque()
         self._flushes: deque[asyncio.Future[bool]] = deque()
@@ -138,6 +139,9 @@ class HeartbeatTransport:
                 raise
             self._socks[addr] = s
             self._last_read[addr] = time.monotonic()
+        # Local link i talks to each peer's link i.
+        self._targets = [(self._socks[local], (remote, self.port), local)
+                         for peer in self.peers for local, remote in zip(self.local_links, peer)]
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self._thread.start()
@@ -158,6 +162,7 @@ class HeartbeatTransport:
         for s in self._socks.values():
             s.close()
         self._socks.clear()
+        self._targets = []
         if self._wake_fd >= 0 and (self._thread is None or not self._thread.is_alive()):
             os.close(self._wake_fd)
             self._wake_fd = -1
@@ -277,8 +282,12 @@ class HeartbeatTransport:
             flushes.append(self._flushes.popleft())
         urgent = False
         if tick or flushes or self._immediate:
+            # Arrival stamps are CLOCK_REALTIME: mapped to monotonic with one offset per read,
+            # and clamped to (previous read, now] so a clock step cannot move them far.
+            now = time.monotonic()
+            offset = time.time() - now
             for addr in self._socks:
-                urgent |= self._read(addr)
+                urgent |= self._read(addr, now, offset)
         if tick or self._beat_now:
             self._beat_now = False
             self._send_all(self.beat())
@@ -298,16 +307,12 @@ class HeartbeatTransport:
         except RuntimeError:  # the loop closed under us (shutdown)
             pass
 
-    def _read(self, addr: str) -> bool:
+    def _read(self, addr: str, now: float, offset: float) -> bool:
         """Read what waits on one link; True if something must reach the loop now."""
         s = self._socks.get(addr)
         if s is None:
             return False
         urgent = False
-        # Arrival stamps are CLOCK_REALTIME: mapped to monotonic with one offset per read,
-        # and clamped to (previous read, now] so a clock step cannot move them far.
-        now = time.monotonic()
-        offset = time.time() - now
         floor = self._last_read[addr]
         self._last_read[addr] = now
         for _ in range(MAX_PER_DRAIN):
@@ -347,17 +352,12 @@ class HeartbeatTransport:
             self._send_all(data)
 
     def _send_all(self, data: bytes) -> None:
-        """One packet on every link: local link i talks to each peer's link i.  Never
-        blocks and never raises: a failing link must not delay the others."""
-        for peer in self.peers:
-            for local, remote in zip(self.local_links, peer):
-                s = self._socks.get(local)
-                if s is None:
-                    continue
-                try:
-                    s.sendto(data, (remote, self.port))
-                except OSError as e:  # unreachable, buffer full, an ICMP error from an earlier send
-                    self.send_errors += 1
-                    if self.send_errors % 1000 == 1:
-                        log.warning("heartbeat_send_error", link=local, peer=remote, error=str(e),
-                                    count=self.send_errors)
+        """One packet on every link to every peer.  Never blocks and never raises: a
+        failing link must not delay the others."""
+        for s, dest, local in self._targets:
+            try:
+                s.sendto(data, dest)
+            except OSError as e:  # unreachable, buffer full, an ICMP error from an earlier send; closed at shutdown
+                self.send_errors += 1
+                if self.send_errors % 1000 == 1:
+                    log.warning("heartbeat_send_error", link=local, peer=dest[0], error=str(e), count=self.send_errors)
