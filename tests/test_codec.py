@@ -373,3 +373,11 @@ def test_repeat_key_ignores_only_seq_time_and_mac() -> None:
                   encode(msg(hb(), sender="nodeone"), KEY), encode(msg(Leaving(restarting=False)), KEY)):
         assert codec.repeat_key(other) != codec.repeat_key(one)
     assert codec.repeat_key(b"junk") == b"junk"  # too short to cut: itself, so it is "new"
+
+
+def test_the_mac_is_hmac_sha256_for_every_key_and_a_changed_key() -> None:
+    for key in (KEY, b"another key", b"", b"x" * 200, KEY):
+        for data in (b"", b"abc", bytes(range(256)) * 3):
+            assert codec._mac(key, data) == hmac.new(key, data, hashlib.sha256).digest()
+    for i in range(10):  # more keys than it keeps: still right
+        assert codec._mac(bytes([i]) * 32, b"d") == hmac.digest(bytes([i]) * 32, b"d", "sha256")

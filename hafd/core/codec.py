@@ -179,8 +179,29 @@ def config_hash(canonical: bytes) -> bytes:
     return hashlib.sha256(canonical).digest()
 
 
+try:  # OpenSSL's keyed HMAC context, the C object under hmac.new (CPython's _hashlib)
+    from _hashlib import hmac_new as _hmac_new
+except ImportError:  # pragma: no cover - a Python built without OpenSSL's HMAC
+    _hmac_new = None
+
+_KEYED: dict[bytes, Any] = {}  # key -> a keyed HMAC-SHA256 context to copy (a few keys at most)
+
+
 def _mac(key: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, data, "sha256")  # one-shot C path: ~4x faster than hmac.new
+    """HMAC-SHA256 of data.  Copies a context keyed once instead of hmac.digest's one-shot
+    call: with OpenSSL 3 each one-shot call looks the digest up by name and sets up the
+    key again (2.5 us against 1.1 us here, more with cold caches, 40 times a second).
+    copy() locks the context, so the heartbeat thread and the event loop may share it."""
+    base = _KEYED.get(key)
+    if base is None:
+        if _hmac_new is None:
+            return hmac.digest(key, data, "sha256")
+        if len(_KEYED) >= 4:  # a reload with a new key: forget the old ones
+            _KEYED.clear()
+        base = _KEYED[key] = _hmac_new(key, digestmod="sha256")
+    h = base.copy()
+    h.update(data)
+    return h.digest()
 
 
 # ---------------------------------------------------------------- encoding
