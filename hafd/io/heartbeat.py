@@ -336,6 +336,8 @@ class HeartbeatTransport:
                 try:
                     self._pending.popleft()
                     self.dropped += 1
+                    if self.dropped % 1000 == 1:
+                        log.warning("heartbeat_backlog_dropped", link=addr, count=self.dropped, limit=MAX_PENDING)
                 except IndexError:  # the loop took them meanwhile
                     pass
             self._pending.append(Received(data, peer[0], addr, at))
