@@ -294,7 +294,7 @@ class KeepalivedDriver(Driver):
         self.detection = sum(master_down(profile, prio) for prio in PRIORITY.values()) / len(PRIORITY)
         self.timings = timings_of(profile)
         self.nodes = ("nodeone", "nodetwo")
-        self.bed = Testbed(options=Options(drbd_handlers=False))
+        self.bed = Testbed(options=Options(drbd_handlers=False, fast_drbdadm=True))
         self.client_netns = self.bed.cli
         self.loss_table = f"{self.bed.prefix}kaloss"
         self.procs: dict[str, subprocess.Popen[bytes] | None] = {n: None for n in self.nodes}

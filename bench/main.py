@@ -226,7 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "command": "bench/run " + " ".join(sys.argv[1:] if argv is None else argv),
                            "settings": {"n": a.n, "soak_minutes": a.soak_minutes, "idle_seconds": a.idle_seconds,
                                         "jitter_minutes": a.jitter_minutes, "jitter_ms": a.jitter_ms,
-                                        "seed": seed, "probe_interval_s": PROBE_INTERVAL}}
+                                        "seed": seed, "probe_interval_s": PROBE_INTERVAL,
+                                        # every system's bed: the warm stand-in behind a compiled client
+                                        "drbdadm": "warm stand-in (integration/drbdserve.py + drbdfast.c)"}}
     t0 = time.monotonic()
     for key in SYSTEMS:
         factory = SYSTEMS[key]

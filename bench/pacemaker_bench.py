@@ -320,7 +320,7 @@ class PacemakerDriver(Driver):
                       "a zombie for 1-2 s); its RSS/CPU are not counted."),
         }
         self.nodes = ("nodeone", "nodetwo")
-        self.bed = Testbed(options=Options(drbd_handlers=False))
+        self.bed = Testbed(options=Options(drbd_handlers=False, fast_drbdadm=True))
         self.client_netns = self.bed.cli
         self.loss_table = f"{self.bed.prefix}loss"
         self.corosync: dict[str, subprocess.Popen[bytes] | None] = {n: None for n in self.nodes}

@@ -64,6 +64,9 @@ HANDLER_TIMEOUT = 60.0
 HANDLER_PATH = "/sbin:/usr/sbin:/bin:/usr/bin"
 LOG_MAX = 1000
 OUTPUT_MAX = 4000
+# Whose mounts `secondary` and `status` look at: the caller's own.  The warm server
+# (integration/drbdserve.py) points this at its client's /proc/PID/mountinfo.
+MOUNTINFO = "/proc/self/mountinfo"
 # (text, drbdadm exit) of `State change failed: (code)`, as drbd_strings.c / drbdsetup print them.
 REFUSALS = {
     -1: ("Multiple primaries not allowed by config", 11),
@@ -547,7 +550,7 @@ def mounts_of(device: str) -> list[str]:
     real = os.path.realpath(device)
     found = []
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        with open(MOUNTINFO, encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
     except OSError:
         return []

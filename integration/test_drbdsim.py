@@ -1,8 +1,11 @@
 """The DRBD 9 stand-in (integration/bin/drbdadm, drbd-sim): DRBD's output, exit codes and rules.
 
-Every command runs as the test bed runs it (a separate python3 process per call, state in
-one JSON file shared by both nodes); `status` output is read with hafd's own parser, and
-hafd's DrbdAgent is driven against it through a per-node wrapper script.
+Every command runs as the test bed runs it (a separate process per call, state in one JSON
+file shared by both nodes); `status` output is read with hafd's own parser, and hafd's
+DrbdAgent is driven against it through a per-node wrapper script.  Every test that calls
+drbdadm runs twice: through the Python program the tests' beds use, and through the bench's
+warm server and compiled client (integration/drbdserve.py, drbdfast.c), which must behave
+exactly alike.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import shutil
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -24,6 +28,7 @@ from hafd.agents.drbd import DrbdAgent
 from hafd.ctl import drbd_handler_args
 from hafd.core.config import DrbdParams, Programs, Resource
 from hafd.core.drbdstatus import ConnectionState, DiskState, DrbdStatus, ReplicationState, Role, parse_resource
+from integration.drbdserve import FastDrbdadm, FastDrbdadmError
 
 HERE = Path(__file__).resolve().parent
 DRBDADM = HERE / "bin" / "drbdadm"
@@ -31,19 +36,33 @@ DRBDSIM = HERE / "bin" / "drbd-sim"
 CALL_TIMEOUT = 30.0
 
 
+@dataclass(frozen=True)
+class Standin:
+    """Which drbdadm: the Python program, or the compiled client of the warm server (+ its env)."""
+
+    name: str
+    program: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
 class Sim:
     """One state file, both nodes (nodeone = node id 0, nodetwo = 1), a scratch dir for handlers."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, standin: Standin | None = None) -> None:
         self.dir = tmp
         self.state = tmp / "drbd.json"
+        self.standin = standin or Standin("python", DRBDADM)
+        self.program = self.standin.program
         self.ctl("init", "r0", "--nodes", "nodeone,nodetwo", "--device", "/dev/null-not-a-drbd")
 
+    def env_vars(self, node: str) -> dict[str, str]:
+        return {"HAFD_DRBD_NODE": node, "HAFD_DRBD_STATE": str(self.state), **self.standin.env}
+
     def env(self, node: str, **extra: str) -> dict[str, str]:
-        return {**os.environ, "HAFD_DRBD_NODE": node, "HAFD_DRBD_STATE": str(self.state), **extra}
+        return {**os.environ, **self.env_vars(node), **extra}
 
     def adm(self, node: str, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(DRBDADM), *args], env=self.env(node, **extra), capture_output=True, text=True,
+        return subprocess.run([str(self.program), *args], env=self.env(node, **extra), capture_output=True, text=True,
                               timeout=CALL_TIMEOUT)
 
     def ok(self, node: str, *args: str) -> str:
@@ -79,9 +98,27 @@ class Sim:
         return shown
 
 
+@pytest.fixture(scope="session")
+def fast_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastDrbdadm]:
+    try:
+        fast = FastDrbdadm.start(tmp_path_factory.mktemp("drbdfast"))
+    except FastDrbdadmError as e:
+        pytest.skip(f"the bench's drbdadm client cannot be built here: {e}")
+    yield fast
+    fast.close()
+
+
+@pytest.fixture(params=["python", "fast"])
+def standin(request: pytest.FixtureRequest) -> Standin:
+    if request.param == "python":
+        return Standin("python", DRBDADM)
+    fast: FastDrbdadm = request.getfixturevalue("fast_standin")
+    return Standin("fast", fast.client, fast.env())
+
+
 @pytest.fixture
-def sim(tmp_path: Path) -> Sim:
-    return Sim(tmp_path)
+def sim(tmp_path: Path, standin: Standin) -> Sim:
+    return Sim(tmp_path, standin)
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -230,7 +267,7 @@ def test_secondary_refused_while_mounted_in_callers_namespace(sim: Sim, tmp_path
         link.symlink_to(loop)
         sim.ctl("init", "r0", "--nodes", "nodeone,nodetwo", "--device", str(link))
         sim.ok("nodeone", "primary", "r0")
-        env = sim.env("nodeone", DEV=loop, MNT=str(mnt), OUT=str(out), ADM=str(DRBDADM))
+        env = sim.env("nodeone", DEV=loop, MNT=str(mnt), OUT=str(out), ADM=str(sim.program))
         subprocess.run(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", MOUNT_SCRIPT], env=env,
                        check=True, timeout=60, capture_output=True)
     finally:
@@ -466,7 +503,8 @@ def test_crash_of_the_primary_and_reboot(sim: Sim) -> None:
 
 def agent_for(sim: Sim, node: str) -> DrbdAgent:
     wrapper = sim.dir / f"drbdadm-{node}"
-    wrapper.write_text(f'#!/bin/sh\nHAFD_DRBD_NODE={node} HAFD_DRBD_STATE={sim.state} exec {DRBDADM} "$@"\n')
+    assigns = " ".join(f"{k}={v}" for k, v in sim.env_vars(node).items())
+    wrapper.write_text(f'#!/bin/sh\n{assigns} exec {sim.program} "$@"\n')
     wrapper.chmod(0o755)
     res = Resource(name="drbd", type="drbd", timeout=20.0, params=DrbdParams(resource="r0"))
     return DrbdAgent(res, AgentContext(programs=Programs(drbdadm=str(wrapper)), state_dir=str(sim.dir)))
@@ -514,13 +552,15 @@ async def test_hafd_drbd_agent_refuses_an_outdated_disk(sim: Sim) -> None:
     ("{}", "is corrupt: not a hafd-drbd-sim/1 document"),
     ('{"format": "hafd-drbd-sim/1", "resources": {"r0": {"nodes": ["a"], "node": {}}}}', "is corrupt: resource r0:"),
 ])
-def test_missing_or_corrupt_state_file_is_a_clear_error(tmp_path: Path, content: str | None, needle: str) -> None:
+def test_missing_or_corrupt_state_file_is_a_clear_error(tmp_path: Path, standin: Standin, content: str | None,
+                                                       needle: str) -> None:
     state = tmp_path / "drbd.json"
     if content is not None:
         state.write_text(content)
-    env = {**os.environ, "HAFD_DRBD_NODE": "nodeone", "HAFD_DRBD_STATE": str(state)}
+    env = {**os.environ, "HAFD_DRBD_NODE": "nodeone", "HAFD_DRBD_STATE": str(state), **standin.env}
     for args in (["status", "r0"], ["primary", "r0"]):
-        r = subprocess.run([str(DRBDADM), *args], env=env, capture_output=True, text=True, timeout=CALL_TIMEOUT)
+        r = subprocess.run([str(standin.program), *args], env=env, capture_output=True, text=True,
+                           timeout=CALL_TIMEOUT)
         assert r.returncode == 20 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
     r = subprocess.run([str(DRBDSIM), "--state", str(state), "show", "r0"], capture_output=True, text=True,
                        timeout=CALL_TIMEOUT)
@@ -528,8 +568,8 @@ def test_missing_or_corrupt_state_file_is_a_clear_error(tmp_path: Path, content:
 
 
 def test_missing_environment_and_control_usage_errors(sim: Sim) -> None:
-    r = subprocess.run([str(DRBDADM), "status", "r0"], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-                       timeout=CALL_TIMEOUT)
+    r = subprocess.run([str(sim.program), "status", "r0"], env={"PATH": "/usr/bin:/bin", **sim.standin.env},
+                       capture_output=True, text=True, timeout=CALL_TIMEOUT)
     assert (r.returncode, r.stderr) == (20, "drbd stand-in: HAFD_DRBD_NODE and HAFD_DRBD_STATE must be set\n")
     assert "no resource 'r9'" in sim.ctl("show", "r9", rc=2).stderr
     assert "has no node 'nodethree'" in sim.ctl("crash", "r0", "nodethree", rc=2).stderr
@@ -552,7 +592,7 @@ def test_a_held_lock_makes_callers_fail_within_the_timeout(sim: Sim) -> None:
 
 def test_concurrent_promotes_from_both_nodes_serialise(sim: Sim) -> None:
     for _ in range(6):
-        procs = {n: subprocess.Popen([str(DRBDADM), "primary", "r0"], env=sim.env(n), stdout=subprocess.DEVNULL,
+        procs = {n: subprocess.Popen([str(sim.program), "primary", "r0"], env=sim.env(n), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True) for n in ("nodeone", "nodetwo")}
         rcs = {n: p.wait(timeout=CALL_TIMEOUT) for n, p in procs.items()}
         for p in procs.values():
@@ -576,3 +616,61 @@ def test_each_call_takes_a_few_milliseconds(sim: Sim) -> None:
     print(f"drbdadm status median {statistics.median(status) * 1000:.1f} ms, "
           f"primary/secondary median {statistics.median(flips) * 1000:.1f} ms")
     assert statistics.median(status) < 0.15 and statistics.median(flips) < 0.15
+
+
+# -- the bench's fast path itself (integration/drbdserve.py + drbdfast.c) -----------------------------------
+
+
+def test_fast_client_without_a_server_fails_clearly(fast_standin: FastDrbdadm, tmp_path: Path) -> None:
+    base = {"PATH": "/usr/bin:/bin", "HAFD_DRBD_NODE": "nodeone", "HAFD_DRBD_STATE": str(tmp_path / "s.json")}
+    r = subprocess.run([str(fast_standin.client), "status", "r0"], env=base, capture_output=True, text=True,
+                       timeout=CALL_TIMEOUT)
+    assert (r.returncode, r.stderr) == (20, "drbd stand-in: HAFD_DRBD_SERVER is not set\n")
+    gone = tmp_path / "gone.sock"
+    r = subprocess.run([str(fast_standin.client), "status", "r0"], env={**base, "HAFD_DRBD_SERVER": str(gone)},
+                       capture_output=True, text=True, timeout=CALL_TIMEOUT)
+    assert r.returncode == 20
+    assert r.stderr == f"drbd stand-in: cannot reach its server at {gone}: No such file or directory\n"
+
+
+def test_fast_client_per_node_with_compiled_in_defaults(fast_standin: FastDrbdadm, tmp_path: Path) -> None:
+    """The bench installs one client per node as /etc/hafd/drbdadm, with no wrapper script around it."""
+    sim = Sim(tmp_path)
+    one = fast_standin.install(tmp_path / "drbdadm-one", "nodeone", sim.state)
+    bare = {"PATH": "/usr/bin:/bin"}
+    r = subprocess.run([str(one), "primary", "r0"], env=bare, capture_output=True, text=True, timeout=CALL_TIMEOUT)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert sim.ok("nodeone", "role", "r0") == "Primary\n"
+    # The environment still wins over what was compiled in.
+    r = subprocess.run([str(one), "role", "r0"], env={**bare, "HAFD_DRBD_NODE": "nodetwo"}, capture_output=True,
+                       text=True, timeout=CALL_TIMEOUT)
+    assert (r.returncode, r.stdout) == (0, "Secondary\n")
+    with pytest.raises(FastDrbdadmError, match="cannot compile"):
+        fast_standin.install(tmp_path / "bad", 'node"one', sim.state)
+
+
+def test_fast_client_with_closed_standard_streams(fast_standin: FastDrbdadm, tmp_path: Path) -> None:
+    """hafd gives drbdadm no stdin; a caller may also close stdout.  Neither may break the call."""
+    sim = Sim(tmp_path, Standin("fast", fast_standin.client, fast_standin.env()))
+    r = subprocess.run(["/bin/sh", "-c", f'exec 0<&- 1>&-; "{fast_standin.client}" primary r0; echo "rc=$?" >&2'],
+                       env=sim.env("nodeone"), capture_output=True, text=True, timeout=CALL_TIMEOUT)
+    assert r.stderr == "rc=0\n"
+    assert sim.ok("nodeone", "role", "r0") == "Primary\n"
+
+
+def test_fast_server_close_leaves_no_process(tmp_path: Path) -> None:
+    from integration.drbdserve import _group
+
+    try:
+        fast = FastDrbdadm.start(tmp_path)
+    except FastDrbdadmError as e:
+        pytest.skip(str(e))
+    pgid = fast.proc.pid
+    try:
+        assert len(_group(pgid)) == 3  # the server and its two spare children
+        sim = Sim(tmp_path, Standin("fast", fast.client, fast.env()))
+        assert sim.ok("nodeone", "role", "r0") == "Secondary\n"  # a spare took it, another was forked
+    finally:
+        fast.close()
+    assert _group(pgid) == []
+    assert not fast.socket_path.exists()

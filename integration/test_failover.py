@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -257,3 +259,26 @@ def test_only_hafd_dies_without_fencing_the_restarted_daemon_stops_its_stale_res
           f"{(t_restart - t0):.2f}s, its stale resources gone {(t_clean - t_restart) * 1000:.0f} ms later; "
           f"dual-active window {(t_clean - t_two):.2f}s (lasts as long as hafd stays down, hence fencing)")
     assert t_clean - t_restart < 5.0
+
+
+def test_the_bench_bed_with_the_warm_drbdadm_switches_over_and_fails_over(make_bed: Callable[..., Testbed]) -> None:
+    """bench/run builds its beds with the warm stand-in (Options.fast_drbdadm): hafd must drive it
+    exactly as the Python one, including the fence-peer handler it runs on promotion."""
+    bed = make_bed(fast_drbdadm=True)
+    assert bed.fast_drbdadm is not None
+    assert Path(bed.drbd_wrapper("nodeone")).read_bytes()[:4] == b"\x7fELF"  # the compiled client, no script
+    start_pair(bed)
+    assert (bed.one.drbd_role(), bed.two.drbd_role()) == ("Primary", "Secondary")
+    r = bed.one.hafctl("failover", timeout=60)
+    assert r.returncode == 0, r.stderr
+    bed.wait_roles(bed.two, 10.0)
+    assert (bed.one.drbd_role(), bed.two.drbd_role()) == ("Secondary", "Primary")
+    assert bed.two.serving() == ALL and bed.one.serving() == NONE
+    bed.drbd_sim("calls", "--clear")
+    bed.crash(bed.two)
+    bed.wait(lambda: all_started(bed.one), "nodeone active with everything started", 10.0)
+    assert bed.one.drbd_role() == "Primary"
+    calls = json.loads(bed.drbd_sim("calls").stdout)
+    fenced = [c for c in calls if c["handler"] == "fence-peer" and c["node"] == "nodeone"]
+    # 5: unreachable and no fence command in this bed; DRBD then promotes its UpToDate disk.
+    assert fenced and fenced[-1]["exit_code"] == 5 and fenced[-1]["fenced"], calls

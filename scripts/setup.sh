@@ -14,6 +14,7 @@ PACKAGES=(
   psmisc procps                        # fuser / ps for operators
   systemd systemd-container            # systemd-analyze verify; systemd-nspawn for the systemd scenario
   resource-agents                      # OCF agents (IPaddr2, Dummy) for the ocf resource tests
+  gcc libc6-dev                        # the bench's drbdadm client (integration/drbdfast.c), tested by the suite
 )
 
 # bench/run also measures the peers operators would use instead (issue 5): `setup.sh --bench`.
