@@ -12,7 +12,9 @@ forks; the child takes the client's stdin, stdout and stderr (passed over the so
 mounts in the client's mount namespace (/proc/CLIENT/mountinfo, as the Python stand-in reads
 its own), runs `drbdsim.drbdadm_main` unchanged, and sends the exit code back.  State, locks,
 handlers and output are therefore exactly the Python stand-in's; integration/test_drbdsim.py
-runs every stand-in test through both paths.
+runs every stand-in test through both paths.  One difference, towards the real thing: handlers
+run in the server's namespaces, not the caller's, as the kernel's usermode helpers run in the
+initial ones (the bed's handlers enter their node with nsenter either way).
 
 Run: `python3 -IS integration/drbdserve.py SOCKET` (prints "ready" once it listens).  From
 Python: `FastDrbdadm.start(dir)` compiles the client and starts the server; `close()` ends
@@ -143,8 +145,9 @@ def _call(conn: socket.socket) -> int:
             return EXIT_STANDIN
         body += more
     for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-        os.close(fd)
+        if fd != target:  # only if the server ran with a standard stream closed could it be
+            os.dup2(fd, target)
+            os.close(fd)
     parts = [p.decode("utf-8", "surrogateescape") for p in body.split(b"\0")[:-1]]
     try:
         n = int(parts[0])
