@@ -16,7 +16,8 @@ runs every stand-in test through both paths.  One difference, towards the real t
 run in the server's namespaces, not the caller's, as the kernel's usermode helpers run in the
 initial ones (the bed's handlers enter their node with nsenter either way).
 
-Run: `python3 -IS integration/drbdserve.py SOCKET` (prints "ready" once it listens).  From
+Run: `python3 -IS integration/drbdserve.py SOCKET` (prints "ready" once it listens; with stdin a
+pipe, it ends when that pipe's writer closes it).  From
 Python: `FastDrbdadm.start(dir)` compiles the client and starts the server; `close()` ends
 both by PID.
 """
@@ -28,6 +29,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import struct
 import subprocess  # warm for the handlers the children run (drbdsim imports it when it needs it)
 import sys
@@ -96,11 +98,16 @@ def serve(path: str, spare: int = SPARE) -> None:
     for _ in range(spare):
         spawn()
     print("ready", flush=True)
+    # stdin is a pipe from whoever started us: its end of file means they are gone (even
+    # killed with SIGKILL, when no clean-up of theirs runs), and so should we be.
+    watch = [took_r, 0] if stat.S_ISFIFO(os.fstat(0).st_mode) else [took_r]
     while True:
-        ready, _, _ = select.select([took_r], [], [], 1.0)
-        if ready:
+        ready, _, _ = select.select(watch, [], [], 1.0)
+        if took_r in ready:
             for _ in os.read(took_r, 256):
                 spawn()
+        if len(watch) > 1 and watch[1] in ready and not os.read(watch[1], 4096):
+            return
         _reap()
 
 
@@ -194,8 +201,9 @@ class FastDrbdadm:
     def start(cls, workdir: Path, timeout: float = 10.0) -> "FastDrbdadm":
         client = build_client(workdir / "drbdadm-fast")
         sock = workdir / "drbdadm.sock"
+        # stdin: a pipe only we hold open; the server ends when it closes (see serve()).
         proc = subprocess.Popen([sys.executable if _usable(sys.executable) else "/usr/bin/python3", "-IS",
-                                 str(HERE / "drbdserve.py"), str(sock)], stdin=subprocess.DEVNULL,
+                                 str(HERE / "drbdserve.py"), str(sock)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, start_new_session=True)
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], timeout)
@@ -248,8 +256,9 @@ def _end(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
     finally:
         for fd in fds:
             os.close(fd)
-    if proc.stdout is not None:
-        proc.stdout.close()
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
 
 
 def _group(pgid: int) -> list[int]:

@@ -674,3 +674,36 @@ def test_fast_server_close_leaves_no_process(tmp_path: Path) -> None:
         fast.close()
     assert _group(pgid) == []
     assert not fast.socket_path.exists()
+
+
+def test_fast_server_ends_with_whoever_started_it(tmp_path: Path) -> None:
+    """Its stdin is a pipe from the starter: closed (as when the starter is killed), the server and its
+    spare children exit by themselves, so a crashed test run leaves no server behind."""
+    from integration.drbdserve import _group
+
+    try:
+        fast = FastDrbdadm.start(tmp_path)
+    except FastDrbdadmError as e:
+        pytest.skip(str(e))
+    pgid = fast.proc.pid
+    try:
+        spares = [p for p in _group(pgid) if p != pgid]
+        assert len(spares) == 2
+        fds = [os.pidfd_open(p) for p in spares]
+        assert fast.proc.stdin is not None
+        fast.proc.stdin.close()
+        assert fast.proc.wait(timeout=10) == 0
+        try:
+            deadline = time.monotonic() + 10
+            pending = list(fds)
+            while pending and time.monotonic() < deadline:
+                import select
+
+                ready, _, _ = select.select(pending, [], [], max(0.0, deadline - time.monotonic()))
+                pending = [fd for fd in pending if fd not in ready]
+            assert pending == [], "a spare child outlived the server"
+        finally:
+            for fd in fds:
+                os.close(fd)
+    finally:
+        fast.close()

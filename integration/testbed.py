@@ -786,6 +786,11 @@ class Testbed:
                     p.kill()
             if pid is not None and self._ours(pid):
                 _kill_wait(pid)
+        if self.fast_drbdadm is not None:
+            try:
+                self.fast_drbdadm.close()
+            except Exception as e:  # noqa: BLE001 - every undo step runs; the loop below kills it anyway
+                problems.append(f"the warm drbdadm stand-in did not close cleanly: {e!r}")
         for p in reversed(self.children):
             if p.poll() is None:
                 try:
