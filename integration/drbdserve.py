@@ -241,27 +241,34 @@ def _end(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
         pass
     proc.wait(timeout=timeout)
     fds = []
-    for pid in _group(proc.pid):  # not our children: wait on pidfds, which turn readable at exit
+    for pid in group_pids(proc.pid):  # not our children: wait on pidfds, which turn readable at exit
         try:
             fds.append(os.pidfd_open(pid))
         except OSError:
             pass
-    try:
-        deadline = time.monotonic() + timeout
-        while fds and time.monotonic() < deadline:
-            ready, _, _ = select.select(fds, [], [], max(0.0, deadline - time.monotonic()))
-            for fd in ready:
-                fds.remove(fd)
-                os.close(fd)
-    finally:
-        for fd in fds:
-            os.close(fd)
+    wait_pidfds(fds, timeout)
     for stream in (proc.stdin, proc.stdout):
         if stream is not None:
             stream.close()
 
 
-def _group(pgid: int) -> list[int]:
+def wait_pidfds(fds: list[int], timeout: float) -> int:
+    """Wait until every pidfd's process has exited or timeout passes; close them all.
+
+    Returns how many were still running at the end."""
+    pending = list(fds)
+    try:
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            ready, _, _ = select.select(pending, [], [], max(0.0, deadline - time.monotonic()))
+            pending = [fd for fd in pending if fd not in ready]
+        return len(pending)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def group_pids(pgid: int) -> list[int]:
     """PIDs still in process group pgid (the server's forked children)."""
     found = []
     for entry in os.listdir("/proc"):

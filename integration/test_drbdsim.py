@@ -28,7 +28,7 @@ from hafd.agents.drbd import DrbdAgent
 from hafd.ctl import drbd_handler_args
 from hafd.core.config import DrbdParams, Programs, Resource
 from hafd.core.drbdstatus import ConnectionState, DiskState, DrbdStatus, ReplicationState, Role, parse_resource
-from integration.drbdserve import FastDrbdadm, FastDrbdadmError
+from integration.drbdserve import FastDrbdadm, FastDrbdadmError, group_pids, wait_pidfds
 
 HERE = Path(__file__).resolve().parent
 DRBDADM = HERE / "bin" / "drbdadm"
@@ -98,12 +98,24 @@ class Sim:
         return shown
 
 
-@pytest.fixture(scope="session")
-def fast_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastDrbdadm]:
+def start_fast_or_skip(workdir: Path) -> FastDrbdadm:
     try:
-        fast = FastDrbdadm.start(tmp_path_factory.mktemp("drbdfast"))
+        return FastDrbdadm.start(workdir)
     except FastDrbdadmError as e:
         pytest.skip(f"the bench's drbdadm client cannot be built here: {e}")
+
+
+@pytest.fixture(scope="session")
+def fast_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastDrbdadm]:
+    fast = start_fast_or_skip(tmp_path_factory.mktemp("drbdfast"))
+    yield fast
+    fast.close()
+
+
+@pytest.fixture
+def own_fast_standin(tmp_path: Path) -> Iterator[FastDrbdadm]:
+    """A server of this test's own, for tests that end it."""
+    fast = start_fast_or_skip(tmp_path)
     yield fast
     fast.close()
 
@@ -658,52 +670,25 @@ def test_fast_client_with_closed_standard_streams(fast_standin: FastDrbdadm, tmp
     assert sim.ok("nodeone", "role", "r0") == "Primary\n"
 
 
-def test_fast_server_close_leaves_no_process(tmp_path: Path) -> None:
-    from integration.drbdserve import _group
-
-    try:
-        fast = FastDrbdadm.start(tmp_path)
-    except FastDrbdadmError as e:
-        pytest.skip(str(e))
+def test_fast_server_close_leaves_no_process(own_fast_standin: FastDrbdadm, tmp_path: Path) -> None:
+    fast = own_fast_standin
     pgid = fast.proc.pid
-    try:
-        assert len(_group(pgid)) == 3  # the server and its two spare children
-        sim = Sim(tmp_path, Standin("fast", fast.client, fast.env()))
-        assert sim.ok("nodeone", "role", "r0") == "Secondary\n"  # a spare took it, another was forked
-    finally:
-        fast.close()
-    assert _group(pgid) == []
+    assert len(group_pids(pgid)) == 3  # the server and its two spare children
+    sim = Sim(tmp_path, Standin("fast", fast.client, fast.env()))
+    assert sim.ok("nodeone", "role", "r0") == "Secondary\n"  # a spare took it, another was forked
+    fast.close()
+    assert group_pids(pgid) == []
     assert not fast.socket_path.exists()
 
 
-def test_fast_server_ends_with_whoever_started_it(tmp_path: Path) -> None:
+def test_fast_server_ends_with_whoever_started_it(own_fast_standin: FastDrbdadm) -> None:
     """Its stdin is a pipe from the starter: closed (as when the starter is killed), the server and its
     spare children exit by themselves, so a crashed test run leaves no server behind."""
-    from integration.drbdserve import _group
-
-    try:
-        fast = FastDrbdadm.start(tmp_path)
-    except FastDrbdadmError as e:
-        pytest.skip(str(e))
-    pgid = fast.proc.pid
-    try:
-        spares = [p for p in _group(pgid) if p != pgid]
-        assert len(spares) == 2
-        fds = [os.pidfd_open(p) for p in spares]
-        assert fast.proc.stdin is not None
-        fast.proc.stdin.close()
-        assert fast.proc.wait(timeout=10) == 0
-        try:
-            deadline = time.monotonic() + 10
-            pending = list(fds)
-            while pending and time.monotonic() < deadline:
-                import select
-
-                ready, _, _ = select.select(pending, [], [], max(0.0, deadline - time.monotonic()))
-                pending = [fd for fd in pending if fd not in ready]
-            assert pending == [], "a spare child outlived the server"
-        finally:
-            for fd in fds:
-                os.close(fd)
-    finally:
-        fast.close()
+    fast = own_fast_standin
+    spares = [p for p in group_pids(fast.proc.pid) if p != fast.proc.pid]
+    assert len(spares) == 2
+    fds = [os.pidfd_open(p) for p in spares]  # before: their PIDs cannot be reused under us
+    assert fast.proc.stdin is not None
+    fast.proc.stdin.close()
+    assert fast.proc.wait(timeout=10) == 0
+    assert wait_pidfds(fds, 10.0) == 0, "a spare child outlived the server"
